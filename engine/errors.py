@@ -1,0 +1,33 @@
+"""Exceptions raised by the engine API. All derive from :class:`AutellixError`."""
+
+from __future__ import annotations
+
+from engine.models import ModelError
+from engine.policy.process_table import ProgramEndedError, UnknownProgramError
+
+
+class AutellixError(Exception):
+    """Base class of the engine's errors."""
+
+
+class InvalidRequestError(AutellixError, ValueError):
+    """A call's arguments are invalid (sampling values, prompt type, ...)."""
+
+
+class PromptTooLongError(InvalidRequestError):
+    """The prompt does not fit in the model's context."""
+
+
+class EngineNotRunningError(AutellixError, RuntimeError):
+    """The engine was not started, was closed, or its engine-core process died."""
+
+
+__all__ = [
+    "AutellixError",
+    "EngineNotRunningError",
+    "InvalidRequestError",
+    "ModelError",
+    "ProgramEndedError",
+    "PromptTooLongError",
+    "UnknownProgramError",
+]

@@ -1,0 +1,38 @@
+"""Pure scheduling logic: policies, queues and the process table (no vLLM, no torch)."""
+
+from engine.policy.calls import CallState
+from engine.policy.config import PolicyConfig, PolicyKind, ServiceUnit, parse_policy
+from engine.policy.policies import (
+    ATLASPolicy,
+    FCFSPolicy,
+    MLFQPolicy,
+    PLASPolicy,
+    Policy,
+    create_policy,
+)
+from engine.policy.process_table import (
+    CallTicket,
+    ProcessTable,
+    ProgramEndedError,
+    ProgramSnapshot,
+    UnknownProgramError,
+)
+
+__all__ = [
+    "ATLASPolicy",
+    "CallState",
+    "CallTicket",
+    "FCFSPolicy",
+    "MLFQPolicy",
+    "PLASPolicy",
+    "Policy",
+    "PolicyConfig",
+    "PolicyKind",
+    "ProcessTable",
+    "ProgramEndedError",
+    "ProgramSnapshot",
+    "ServiceUnit",
+    "UnknownProgramError",
+    "create_policy",
+    "parse_policy",
+]

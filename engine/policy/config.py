@@ -1,0 +1,141 @@
+"""Configuration of the program-aware scheduling policies (pure: no vLLM import).
+
+The Autellix paper (arXiv 2502.13965) gives no numbers for its knobs: the number of
+queues K, the queue boundaries, the quanta, the starvation threshold beta or the unit of
+service. Every default below says where it comes from.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+
+
+class PolicyKind(str, Enum):
+    """Scheduling policy names, as accepted by ``EngineConfig.policy`` and the CLI."""
+
+    FCFS = "fcfs"  # stock vLLM: first come, first served; the baseline
+    MLFQ = "mlfq"  # call-level MLFQ (FastServe-style): the paper's baseline
+    PLAS = "plas"  # program-level attained service (single-threaded programs)
+    ATLAS = "atlas"  # critical-path attained service (multi-threaded programs)
+
+
+class ServiceUnit(str, Enum):
+    """How attained service (and, in the same unit, waiting) is measured."""
+
+    # Service: decode tokens + prefill_token_weight * prefill tokens computed.
+    # Waiting: one unit per engine step a call spends unscheduled (a running call
+    # earns one decode token per step, so the two are comparable for beta).
+    TOKENS = "tokens"
+    # Service: wall seconds of every engine step that scheduled the call (the paper's
+    # "model-executor time"). Waiting: wall seconds not scheduled.
+    SECONDS = "seconds"
+
+
+def parse_policy(name: str | PolicyKind) -> PolicyKind:
+    """Return the policy for ``name``; raise ``ValueError`` naming the valid ones."""
+    try:
+        return PolicyKind(name)
+    except ValueError:
+        valid = ", ".join(p.value for p in PolicyKind)
+        msg = f"Unknown scheduling policy: {name!r} (valid: {valid})"
+        raise ValueError(msg) from None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    """Knobs of the multi-level queues, service accounting and anti-starvation.
+
+    Defaults and their sources:
+
+    * ``service_unit="tokens"``: deterministic and machine-independent, so the same
+      workload gets the same schedule on a 2-core CPU, a GPU and in the simulator. The
+      third-party V1 port kungfu-team/autellix also counts decode steps. ``"seconds"``
+      is the paper's literal definition (model-executor time).
+    * ``prefill_token_weight=1/16``: a prefill token costs far less than a decode step
+      (one forward pass serves a whole chunk). 1/16 is a round value near our
+      measurement on the ``tiny`` CPU engine (docs/configuration.md); on GPUs the ratio
+      is smaller still.
+    * ``num_queues=8``, ``first_boundary=64``, ``boundary_growth=2``: geometric queue
+      bounds [0,64), [64,128), [128,256), ... [4096, inf) tokens. The doubling is
+      FastServe's and kungfu-team's scheme; the first bound of 64 tokens is ours,
+      raised from kungfu-team's 2 so that one short call (the paper's chatbot and ReAct
+      calls produce 34-277 tokens) keeps a program in the top queues, and K=8 lets the
+      last bound (4096) sit above one typical call but far below a LATS program
+      (~160 calls x ~73 tokens).
+    * ``quanta``: by default the width of each queue (64, 64, 128, 256, ...; the last
+      queue never demotes), so a call demotes about when its program's service would
+      cross the next bound. This is FastServe's doubling quanta.
+    * ``beta=8.0``: kungfu-team/autellix and Crystalclear9/Autellix both use 8.
+    * ``starvation_floor=1.0``: the ratio's denominator is floored at one unit so a new
+      program (no service yet) does not divide by zero (kungfu-team does the same).
+    * ``max_preemptions_per_step=None``: no cap, as the paper's strict-priority batch
+      rebuild implies; set a small number to limit churn.
+    * ``program_ttl_s=600``: programs with no active call and no activity for 10
+      minutes are collected (kungfu-team's value), for clients that never end them.
+    """
+
+    service_unit: ServiceUnit = ServiceUnit.TOKENS
+    prefill_token_weight: float = 1.0 / 16.0
+    num_queues: int = 8
+    first_boundary: float = 64.0
+    boundary_growth: float = 2.0
+    quanta: tuple[float, ...] | None = None
+    beta: float = 8.0
+    starvation_floor: float = 1.0
+    max_preemptions_per_step: int | None = None
+    program_ttl_s: float = 600.0
+    boundaries: tuple[float, ...] = field(init=False)
+    resolved_quanta: tuple[float, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "service_unit", ServiceUnit(self.service_unit))
+        if self.num_queues < 1:
+            raise ValueError(f"num_queues must be >= 1, got {self.num_queues}")
+        if self.first_boundary <= 0 or self.boundary_growth <= 1:
+            msg = "first_boundary must be > 0 and boundary_growth > 1"
+            raise ValueError(msg)
+        if self.beta <= 0 or self.starvation_floor <= 0:
+            raise ValueError("beta and starvation_floor must be > 0")
+        if self.prefill_token_weight < 0:
+            raise ValueError("prefill_token_weight must be >= 0")
+        bounds = tuple(
+            self.first_boundary * self.boundary_growth**i for i in range(self.num_queues - 1)
+        )
+        object.__setattr__(self, "boundaries", bounds)
+        if self.quanta is None:
+            lows = (0.0, *bounds)
+            widths = [hi - lo for lo, hi in zip(lows, bounds, strict=False)]
+            quanta = (*widths, math.inf)
+        else:
+            quanta = tuple(float(q) for q in self.quanta)
+            if len(quanta) != self.num_queues or any(q <= 0 for q in quanta):
+                msg = f"quanta must be {self.num_queues} positive numbers, got {self.quanta}"
+                raise ValueError(msg)
+        object.__setattr__(self, "resolved_quanta", quanta)
+
+    def level_for(self, service: float) -> int:
+        """Index of the queue whose range [lo, hi) contains ``service``."""
+        for level, hi in enumerate(self.boundaries):
+            if service < hi:
+                return level
+        return self.num_queues - 1
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form, for carrying the config into vLLM's engine-core process."""
+        data = asdict(self)
+        data.pop("boundaries")
+        data.pop("resolved_quanta")
+        data["service_unit"] = self.service_unit.value
+        if self.quanta is not None:
+            data["quanta"] = [q if math.isfinite(q) else "inf" for q in self.quanta]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PolicyConfig:
+        """Inverse of :meth:`to_dict`."""
+        data = dict(data)
+        if data.get("quanta") is not None:
+            data["quanta"] = tuple(float(q) for q in data["quanta"])
+        return cls(**data)

@@ -1,0 +1,160 @@
+"""Scheduling policies: FCFS, call-level MLFQ, PLAS and ATLAS (pure; no vLLM import).
+
+A policy decides three things about an active call, and nothing else:
+
+1. its queue on arrival (:meth:`Policy.admit`),
+2. demotion when its quantum is used (:meth:`Policy.record_service`),
+3. anti-starvation promotion while it waits (:meth:`Policy.record_wait`),
+
+plus how a finished call updates its program's attained service
+(:meth:`Policy.updated_program_service`). Ordering is ``sort_key``: queue first, FCFS
+within a queue, arrival sequence as the final tie-breaker. The vLLM scheduler glue
+(``engine.scheduler``) and the simulator (``engine.sim``) call the very same objects.
+
+PLAS (paper Alg. 1): a call enters the queue containing its program's attained service
+(not Q1, unlike MLFQ), is demoted when its quantum runs out, and is moved to Q1 when
+``(W_p + W_c) / (T_p + T_c) >= beta``; only the call counters W_c, T_c are then reset.
+ATLAS differs only in the table update: ``max(program, call start + call service)``,
+so parallel calls of one program share one priority (the critical path so far).
+"""
+
+from __future__ import annotations
+
+from abc import ABC
+
+from engine.policy.calls import CallState
+from engine.policy.config import PolicyConfig, PolicyKind, parse_policy
+
+
+class Policy(ABC):
+    """Base policy: one FCFS queue, no demotion, no promotion."""
+
+    kind: PolicyKind
+    #: Whether a waiting call of a better queue may evict a running call.
+    preemptive: bool = False
+
+    def __init__(self, config: PolicyConfig | None = None) -> None:
+        self.config = config or PolicyConfig()
+
+    # -- queue placement ------------------------------------------------------
+    def admit(self, call: CallState) -> None:
+        """Place a newly arrived call in its first queue."""
+        call.start_level = self.initial_level(call)
+        self._enter(call, call.start_level)
+
+    def initial_level(self, call: CallState) -> int:
+        """Queue a new call starts in."""
+        return 0
+
+    def _enter(self, call: CallState, level: int) -> None:
+        call.level = level
+        call.quantum_left = self.config.resolved_quanta[level]
+
+    # -- accounting (mutating) --------------------------------------------------
+    def record_service(self, call: CallState, amount: float) -> bool:
+        """Add ``amount`` of service to a call; return True if its queue changed."""
+        call.service += amount
+        call.total_service += amount
+        return self._apply_quantum(call, amount)
+
+    def _apply_quantum(self, call: CallState, amount: float) -> bool:
+        return False
+
+    def record_wait(self, call: CallState, amount: float) -> bool:
+        """Add ``amount`` of waiting to a call; return True if its queue changed."""
+        call.wait += amount
+        call.total_wait += amount
+        return False
+
+    # -- ordering and program update (pure) -------------------------------------
+    @staticmethod
+    def sort_key(call: CallState) -> tuple[int, float, int]:
+        """Scheduling order: lower sorts first."""
+        return (call.level, call.arrival, call.seq)
+
+    def updated_program_service(self, program_service: float, call: CallState) -> float:
+        """A program's attained service after ``call`` completes (sum of calls)."""
+        return program_service + call.total_service
+
+
+class FCFSPolicy(Policy):
+    """Stock vLLM behaviour: arrival order, never preempts to admit a call."""
+
+    kind = PolicyKind.FCFS
+
+
+class _MultiLevelPolicy(Policy):
+    """Shared demotion and anti-starvation logic of the multi-level policies."""
+
+    preemptive = True
+
+    def _apply_quantum(self, call: CallState, amount: float) -> bool:
+        call.quantum_left -= amount
+        last = self.config.num_queues - 1
+        changed = False
+        while call.quantum_left <= 0 and call.level < last:
+            overflow = -call.quantum_left
+            self._enter(call, call.level + 1)
+            call.quantum_left -= overflow
+            call.demotions += 1
+            changed = True
+        return changed
+
+    def record_wait(self, call: CallState, amount: float) -> bool:
+        super().record_wait(call, amount)
+        waited, served = self.starvation_terms(call)
+        if call.level == 0 or waited / max(served, self.config.starvation_floor) < (
+            self.config.beta
+        ):
+            return False
+        self._enter(call, 0)
+        call.wait = 0.0
+        call.service = 0.0
+        call.promotions += 1
+        return True
+
+    def starvation_terms(self, call: CallState) -> tuple[float, float]:
+        """(waiting, service) compared against beta."""
+        return call.wait, call.service
+
+
+class MLFQPolicy(_MultiLevelPolicy):
+    """Call-level MLFQ (FastServe-style): every call starts in Q1, whatever its program."""
+
+    kind = PolicyKind.MLFQ
+
+
+class PLASPolicy(_MultiLevelPolicy):
+    """Program-Level Attained Service: a call starts in its program's queue."""
+
+    kind = PolicyKind.PLAS
+
+    def initial_level(self, call: CallState) -> int:
+        return self.config.level_for(call.start_service)
+
+    def starvation_terms(self, call: CallState) -> tuple[float, float]:
+        # Program-level ratio (W_p + W_c) / (T_p + T_c): the program terms are kept
+        # across promotions so a program's threads tend to be promoted together.
+        return call.program_wait + call.wait, call.start_service + call.service
+
+
+class ATLASPolicy(PLASPolicy):
+    """Adaptive Thread-Level Attained Service: critical-path service by ``max``."""
+
+    kind = PolicyKind.ATLAS
+
+    def updated_program_service(self, program_service: float, call: CallState) -> float:
+        return max(program_service, call.start_service + call.total_service)
+
+
+_POLICIES: dict[PolicyKind, type[Policy]] = {
+    PolicyKind.FCFS: FCFSPolicy,
+    PolicyKind.MLFQ: MLFQPolicy,
+    PolicyKind.PLAS: PLASPolicy,
+    PolicyKind.ATLAS: ATLASPolicy,
+}
+
+
+def create_policy(name: str | PolicyKind, config: PolicyConfig | None = None) -> Policy:
+    """Build the policy named ``name`` (``fcfs``, ``mlfq``, ``plas`` or ``atlas``)."""
+    return _POLICIES[parse_policy(name)](config)

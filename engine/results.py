@@ -1,0 +1,62 @@
+"""Results of engine calls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one call."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0  # prompt tokens served from the prefix cache
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class CallTimings:
+    """Where a call's time went.
+
+    ``latency_s`` and ``time_to_first_token_s`` are measured by the front end from
+    submission; the rest are the scheduler's accounting inside the engine core.
+    """
+
+    latency_s: float  # submission -> last token
+    time_to_first_token_s: float | None  # submission -> first token (None: no token)
+    queue_wait_s: float  # unscheduled time in the engine (queued, preempted)
+    execution_s: float  # engine steps that ran the call
+    service: float  # attained service of the call, in the policy's service unit
+    wait: float  # waiting, in the service unit (engine steps for "tokens")
+    preemptions: int  # times the call was evicted from the running batch
+    start_level: int  # queue on arrival (0 = highest priority)
+    level: int  # queue at completion
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    """The complete output of one call."""
+
+    text: str
+    token_ids: tuple[int, ...]
+    finish_reason: str  # "stop", "length" or "abort"
+    stop_reason: int | str | None  # the stop string or token that ended it, if any
+    usage: Usage
+    timings: CallTimings
+    program_id: str
+    thread_id: str
+    call_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChunk:
+    """A piece of a streamed call. The last chunk has ``finish_reason`` and ``result``."""
+
+    text: str  # new text since the previous chunk
+    token_ids: tuple[int, ...]  # new token ids since the previous chunk
+    finish_reason: str | None = None
+    result: CallResult | None = None  # the whole call, on the last chunk only

@@ -1,0 +1,249 @@
+"""vLLM glue: a V1 ``Scheduler`` that schedules programs with an ``engine.policy``.
+
+Thin by design: every decision is the policy's; this module only maps vLLM requests
+to ``CallState`` objects and back. Per engine step:
+
+1. ``schedule``: refresh ``request.priority`` (= queue level) and the queues' order,
+   then, for preemptive policies, evict the lowest-priority running calls that block a
+   better waiting call (``max_num_seqs`` or KV cache full; stock vLLM never does this),
+   then let vLLM's own ``schedule`` form the batch (``scheduling_policy="priority"``:
+   strict priority, FCFS within a level).
+2. ``update_from_output``: charge the step's service to the calls it scheduled (and
+   demote), and one step of waiting to every other active call (and promote).
+3. ``_free_request``: report the call's statistics to the front end on the finished
+   request's ``kv_transfer_params``.
+
+The subclass targets vllm(-cpu) 0.32.0, where async scheduling is off on CPU. On GPUs
+with async scheduling on, use :class:`AutellixAsyncScheduler`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import time
+from typing import Any
+
+from vllm.v1.core.sched.async_scheduler import AsyncScheduler
+from vllm.v1.core.sched.scheduler import Scheduler
+from vllm.v1.request import Request, RequestStatus
+
+from engine.policy import CallState, PolicyConfig, ProcessTable, ServiceUnit, create_policy
+from engine.policy.config import PolicyKind
+from engine.policy.wire import STATS_KEY, CallStats, ProgramTag
+
+logger = logging.getLogger(__name__)
+
+#: Key of our settings in ``VllmConfig.additional_config``.
+CONFIG_KEY = "autellix"
+
+
+class _ProgramAwareMixin:
+    """The program-aware hooks, shared by the sync and async scheduler classes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        settings = dict(self.vllm_config.additional_config or {}).get(CONFIG_KEY, {})
+        self._policy_config = PolicyConfig.from_dict(settings.get("policy_config", {}))
+        self._policy = create_policy(settings.get("policy", "fcfs"), self._policy_config)
+        self._tokens_unit = self._policy_config.service_unit is ServiceUnit.TOKENS
+        self._calls: dict[str, CallState] = {}
+        self._seq = 0
+        self._reorder_needed = False
+        self._step_work: dict[str, tuple[int, int]] = {}  # req -> (prefill, decode)
+        self._step_started: float | None = None
+        self._last_step_end = time.monotonic()
+        # Used only for requests that carry no program service (see engine.policy.wire).
+        self._local_table = ProcessTable(
+            self._policy.updated_program_service, ttl_s=self._policy_config.program_ttl_s
+        )
+        self._local_calls: set[str] = set()  # calls accounted in the local table
+        self._steps_since_gc = 0
+        logger.info("Autellix scheduler: policy=%s", self._policy.kind.value)
+
+    # -- arrivals ----------------------------------------------------------------
+    def add_request(self, request: Request) -> None:
+        known = request.request_id in self.requests
+        super().add_request(request)
+        if known or request.request_id in self._calls:
+            return  # a streaming-input continuation of an active call
+        tag = ProgramTag.from_extra_args(
+            request.sampling_params.extra_args if request.sampling_params else None,
+            request.request_id,
+        )
+        service, wait = self._inherited(tag, request.request_id)
+        call = CallState(
+            request.request_id, tag.program_id, tag.thread_id, time.monotonic(), self._seq,
+            start_service=service, program_wait=wait,
+        )
+        self._seq += 1
+        self._policy.admit(call)
+        self._calls[request.request_id] = call
+        if request.priority != call.level:
+            request.priority = call.level
+            self._reorder_needed = True
+
+    def _inherited(self, tag: ProgramTag, request_id: str) -> tuple[float, float]:
+        """(service, wait) the call inherits: carried by the request, else local."""
+        if tag.program_service is not None:
+            return tag.program_service, tag.program_wait or 0.0
+        if self._local_table.is_ended(tag.program_id):
+            return 0.0, 0.0
+        ticket = self._local_table.begin_call(tag.program_id, tag.thread_id, call_id=request_id)
+        self._local_calls.add(request_id)
+        return ticket.program_service, ticket.program_wait
+
+    # -- one engine step ---------------------------------------------------------
+    def schedule(self, throttle_prefills: bool = False):
+        if self._policy.preemptive:
+            self._reorder()
+            self._preempt_for_waiting()
+        output = super().schedule(throttle_prefills)
+        self._record_step_work(output.num_scheduled_tokens)
+        self._step_started = time.monotonic()
+        return output
+
+    def update_from_output(self, scheduler_output, model_runner_output):
+        self._charge_step(time.monotonic())
+        return super().update_from_output(scheduler_output, model_runner_output)
+
+    def _record_step_work(self, num_scheduled_tokens: dict[str, int]) -> None:
+        work = {}
+        for req_id, n in num_scheduled_tokens.items():
+            req = self.requests.get(req_id)
+            if req is None:
+                continue
+            before = req.num_computed_tokens - n  # vLLM already advanced it
+            decode = n == 1 and before >= req.num_prompt_tokens
+            work[req_id] = (0, 1) if decode else (n, 0)
+        self._step_work = work
+
+    def _charge_step(self, now: float) -> None:
+        """Charge service to the calls the step ran and waiting to all the others."""
+        started = self._step_started if self._step_started is not None else now
+        step_s = max(0.0, now - started)
+        waited_s = max(0.0, now - self._last_step_end)
+        self._last_step_end = now
+        weight = self._policy_config.prefill_token_weight
+        policy, work = self._policy, self._step_work
+        wait_amount = 1.0 if self._tokens_unit else waited_s
+        for req_id, call in self._calls.items():
+            done = work.get(req_id)
+            if done is None:
+                call.queue_wait_s += waited_s
+                changed = policy.record_wait(call, wait_amount)
+            else:
+                prefill, decode = done
+                call.prefill_tokens += prefill
+                call.decode_tokens += decode
+                call.execution_s += step_s
+                amount = weight * prefill + decode if self._tokens_unit else step_s
+                changed = policy.record_service(call, amount)
+            if changed:
+                req = self.requests.get(req_id)
+                if req is not None:
+                    req.priority = call.level
+                self._reorder_needed = True
+        self._step_work = {}
+        self._step_started = None
+        self._steps_since_gc += 1
+        if self._steps_since_gc >= 1000:
+            self._steps_since_gc = 0
+            self._local_table.collect_stale()
+
+    # -- ordering and proactive preemption -----------------------------------------
+    def _reorder(self) -> None:
+        if not self._reorder_needed:
+            return
+        self._reorder_needed = False
+        for queue in (self.waiting, self.kv_holding_waiting):
+            heap = getattr(queue, "_heap", None)
+            if heap is not None:
+                heapq.heapify(heap)
+        # vLLM hands out the token budget in running-list order: best first.
+        self.running.sort(key=lambda r: (r.priority, r.arrival_time))
+
+    def _preempt_for_waiting(self) -> None:
+        """Evict running calls of a worse queue that block better waiting calls."""
+        heap = getattr(self.waiting, "_heap", None)
+        if not heap or not self.running:
+            return
+        worst_running = max(r.priority for r in self.running)
+        if heap[0].priority >= worst_running:
+            return
+        cap = self._policy_config.max_preemptions_per_step
+        slots = self.max_num_active_reqs - len(self.running)
+        free_blocks = self.kv_cache_manager.block_pool.get_num_free_blocks()
+        victims = sorted(self.running, key=lambda r: (r.priority, r.arrival_time), reverse=True)
+        chosen: list[Request] = []
+        for cand in heapq.nsmallest(len(self.running) + max(slots, 0), heap):
+            need = self._blocks_needed(cand)
+            if slots > 0 and need <= free_blocks:
+                slots -= 1
+                free_blocks -= need
+                continue
+            if len(chosen) == len(victims) or (cap is not None and len(chosen) >= cap):
+                break
+            victim = victims[len(chosen)]
+            if victim.priority <= cand.priority:
+                break  # strict priority: never evict an equal or better call
+            chosen.append(victim)
+            free_blocks += self._blocks_held(victim) - need
+        if not chosen:
+            return
+        now = time.monotonic()
+        evicted = set(chosen)
+        self.running = [r for r in self.running if r not in evicted]
+        for victim in chosen:
+            self._preempt_request(victim, now)
+            self.prev_step_scheduled_req_ids.discard(victim.request_id)
+
+    def _blocks_needed(self, request: Request) -> int:
+        return math.ceil((request.num_tokens + 1) / self.block_size)
+
+    def _blocks_held(self, request: Request) -> int:
+        return math.ceil(request.num_computed_tokens / self.block_size)
+
+    # -- completion --------------------------------------------------------------
+    def _free_request(self, request: Request, delay_free_blocks: bool = False):
+        kv_params, ec_params = super()._free_request(request, delay_free_blocks)
+        call = self._calls.pop(request.request_id, None)
+        if call is None:
+            return kv_params, ec_params
+        stats = CallStats(
+            service=call.total_service,
+            wait=call.total_wait,
+            queue_wait_s=call.queue_wait_s,
+            execution_s=call.execution_s,
+            preemptions=request.num_preemptions,
+            level=call.level,
+            start_level=call.start_level,
+            promotions=call.promotions,
+            demotions=call.demotions,
+            prefill_tokens=call.prefill_tokens,
+            decode_tokens=call.decode_tokens,
+        )
+        if request.request_id in self._local_calls:
+            self._local_calls.discard(request.request_id)
+            if request.status == RequestStatus.FINISHED_ABORTED:
+                self._local_table.abort_call(call.program_id, call.call_id)
+            else:
+                self._local_table.complete_call(
+                    call.program_id, call.call_id, service=call.total_service,
+                    wait=call.total_wait,
+                )
+        return {**(kv_params or {}), STATS_KEY: stats.to_dict()}, ec_params
+
+
+class AutellixScheduler(_ProgramAwareMixin, Scheduler):
+    """Program-aware scheduler for engines without async scheduling (the CPU build)."""
+
+
+class AutellixAsyncScheduler(_ProgramAwareMixin, AsyncScheduler):
+    """Program-aware scheduler for engines with async scheduling on (GPU default)."""
+
+
+def scheduler_settings(policy: PolicyKind, config: PolicyConfig) -> dict[str, Any]:
+    """The ``additional_config`` entry that configures the scheduler in the engine core."""
+    return {CONFIG_KEY: {"policy": policy.value, "policy_config": config.to_dict()}}
