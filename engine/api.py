@@ -14,6 +14,7 @@ its engine core in a child process with the ``spawn`` method.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 import uuid
@@ -91,7 +92,11 @@ class AutellixEngine:
             self._gc_task = None
         if self._llm is not None:
             llm, self._llm = self._llm, None
-            await asyncio.to_thread(llm.shutdown)
+            # On the loop thread: vLLM's output handler must not run while the engine
+            # core goes down, or it logs a spurious EngineDeadError.
+            llm.shutdown()
+            del llm
+            gc.collect()  # run AsyncLLM.__del__ now, not at interpreter exit
 
     async def __aenter__(self) -> AutellixEngine:
         return await self.start()

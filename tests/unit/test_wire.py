@@ -1,0 +1,25 @@
+from engine.policy.wire import STATS_KEY, CallStats, ProgramTag
+
+
+def test_tag_round_trips_through_extra_args():
+    tag = ProgramTag("prog", "t3", 12.5, 4.0)
+    assert ProgramTag.from_extra_args(tag.to_extra_args(), "req") == tag
+
+
+def test_request_without_tag_is_its_own_program():
+    tag = ProgramTag.from_extra_args(None, "req-9")
+    assert (tag.program_id, tag.thread_id, tag.program_service) == ("req-9", "main", None)
+
+
+def test_malformed_values_are_treated_as_absent():
+    tag = ProgramTag.from_extra_args(
+        {"program_id": 42, "program_service": "lots", "program_wait": -3}, "r"
+    )
+    assert tag.program_id == "42" and tag.program_service is None and tag.program_wait == 0.0
+
+
+def test_call_stats_round_trip_through_transfer_params():
+    stats = CallStats(3.5, 1.0, 0.2, 0.4, 1, 2, 0, 0, 1, 10, 3)
+    params = {"other": 1, STATS_KEY: stats.to_dict()}
+    assert CallStats.from_transfer_params(params) == stats
+    assert CallStats.from_transfer_params(None) is None
