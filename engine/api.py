@@ -95,8 +95,11 @@ class AutellixEngine:
             # On the loop thread: vLLM's output handler must not run while the engine
             # core goes down, or it logs a spurious EngineDeadError.
             llm.shutdown()
+            # AsyncLLM.__del__ calls shutdown() again, which fails noisily when it runs
+            # at interpreter exit (module globals already gone): it is done already.
+            llm.shutdown = _noop
             del llm
-            gc.collect()  # run AsyncLLM.__del__ now, not at interpreter exit
+            gc.collect()
 
     async def __aenter__(self) -> AutellixEngine:
         return await self.start()
@@ -290,6 +293,7 @@ class AutellixEngine:
 
     def _sampling_params(self, max_tokens: int | None, json_schema: dict | None, params: dict):
         from vllm import SamplingParams
+        from vllm.exceptions import VLLMClientError
         from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
         unknown = set(params) - SAMPLING_KEYS
@@ -308,8 +312,12 @@ class AutellixEngine:
                 max_tokens=max_tokens, output_kind=RequestOutputKind.DELTA,
                 structured_outputs=structured, **params,
             )
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, VLLMClientError) as e:
             raise InvalidRequestError(f"Invalid sampling parameters: {e}") from e
+
+
+def _noop(*args: Any, **kwargs: Any) -> None:
+    return None
 
 
 def _timings(submitted: float, first_token: float | None, stats: CallStats | None) -> CallTimings:
