@@ -127,24 +127,28 @@ class _ProgramAwareMixin:
         self._last_step_end = now
         weight = self._policy_config.prefill_token_weight
         policy, work = self._policy, self._step_work
-        wait_amount = 1.0 if self._tokens_unit else waited_s
+        changed: list[CallState] = []
+        waiting: list[CallState] = []
         for req_id, call in self._calls.items():
             done = work.get(req_id)
             if done is None:
-                call.queue_wait_s += waited_s
-                changed = policy.record_wait(call, wait_amount)
-            else:
-                prefill, decode = done
-                call.prefill_tokens += prefill
-                call.decode_tokens += decode
-                call.execution_s += step_s
-                amount = weight * prefill + decode if self._tokens_unit else step_s
-                changed = policy.record_service(call, amount)
-            if changed:
-                req = self.requests.get(req_id)
-                if req is not None:
-                    req.priority = call.level
-                self._reorder_needed = True
+                waiting.append(call)
+                continue
+            prefill, decode = done
+            call.prefill_tokens += prefill
+            call.decode_tokens += decode
+            call.execution_s += step_s
+            amount = weight * prefill + decode if self._tokens_unit else step_s
+            if policy.record_service(call, amount):
+                changed.append(call)
+        for call in waiting:
+            call.queue_wait_s += waited_s
+        changed += policy.record_waits(waiting, 1.0 if self._tokens_unit else waited_s)
+        for call in changed:
+            req = self.requests.get(call.call_id)
+            if req is not None:
+                req.priority = call.level
+            self._reorder_needed = True
         self._step_work = {}
         self._step_started = None
         self._steps_since_gc += 1

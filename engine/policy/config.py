@@ -54,9 +54,10 @@ class PolicyConfig:
       third-party V1 port kungfu-team/autellix also counts decode steps. ``"seconds"``
       is the paper's literal definition (model-executor time).
     * ``prefill_token_weight=1/16``: a prefill token costs far less than a decode step
-      (one forward pass serves a whole chunk). 1/16 is a round value near our
-      measurement on the ``tiny`` CPU engine (docs/configuration.md); on GPUs the ratio
-      is smaller still.
+      (one forward pass serves a whole chunk). Measured on this project's 2-core CPU
+      with ``benchmarks/prefill_cost.py``: 1/19.5 for the default ``smollm2`` model and
+      1/69 for ``tiny`` (docs/benchmarks.md); 1/16 is a round value near the default
+      model's. On GPUs the ratio is smaller still: lower it there.
     * ``num_queues=8``, ``first_boundary=64``, ``boundary_growth=2``: geometric queue
       bounds [0,64), [64,128), [128,256), ... [4096, inf) tokens. The doubling is
       FastServe's and kungfu-team's scheme; the first bound of 64 tokens is ours,

@@ -66,6 +66,14 @@ class Policy(ABC):
         call.total_wait += amount
         return False
 
+    def record_waits(self, calls: list[CallState], amount: float) -> list[CallState]:
+        """:meth:`record_wait` for many calls (the per-step hot path of the engine);
+        returns the calls whose queue changed."""
+        for call in calls:
+            call.wait += amount
+            call.total_wait += amount
+        return []
+
     # -- ordering and program update (pure) -------------------------------------
     @staticmethod
     def sort_key(call: CallState) -> tuple[int, float, int]:
@@ -101,17 +109,27 @@ class _MultiLevelPolicy(Policy):
         return changed
 
     def record_wait(self, call: CallState, amount: float) -> bool:
-        super().record_wait(call, amount)
+        return bool(self.record_waits([call], amount))
+
+    def record_waits(self, calls: list[CallState], amount: float) -> list[CallState]:
+        changed = []
+        for call in calls:
+            call.wait += amount
+            call.total_wait += amount
+            if call.level and self._is_starved(call):
+                self._promote(call)
+                changed.append(call)
+        return changed
+
+    def _is_starved(self, call: CallState) -> bool:
         waited, served = self.starvation_terms(call)
-        if call.level == 0 or waited / max(served, self.config.starvation_floor) < (
-            self.config.beta
-        ):
-            return False
+        return waited >= self.config.beta * max(served, self.config.starvation_floor)
+
+    def _promote(self, call: CallState) -> None:
         self._enter(call, 0)
         call.wait = 0.0
         call.service = 0.0
         call.promotions += 1
-        return True
 
     def starvation_terms(self, call: CallState) -> tuple[float, float]:
         """(waiting, service) compared against beta."""
