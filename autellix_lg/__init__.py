@@ -1,0 +1,1 @@
+"""LangGraph integration (``AutellixChatModel`` and program tagging): issue #3."""

@@ -1,0 +1,1 @@
+"""Agentic workload suites and the benchmark harness: issue #4."""
