@@ -59,6 +59,8 @@ def engine_args(config: EngineConfig, model: ResolvedModel) -> Any:
     )
     if config.kv_cache_bytes is not None:
         kwargs["kv_cache_memory_bytes"] = config.kv_cache_bytes
+    if config.otlp_traces_endpoint:
+        kwargs["otlp_traces_endpoint"] = config.otlp_traces_endpoint
     if model.dummy_weights:
         kwargs["load_format"] = "dummy"
     kwargs.update(config.vllm_kwargs)

@@ -69,6 +69,7 @@ class AutellixEngine:
         self._llm: Any = None
         self._tokenizer: Any = None
         self._gc_task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
     # -- lifecycle --------------------------------------------------------------------
@@ -81,6 +82,7 @@ class AutellixEngine:
         model = await asyncio.to_thread(resolve_model, self.config.model)
         self._llm = await asyncio.to_thread(build_async_llm, self.config, model)
         self._tokenizer = self._llm.get_tokenizer()
+        self._loop = asyncio.get_running_loop()
         self._gc_task = asyncio.create_task(self._collect_programs())
         return self
 
@@ -124,6 +126,15 @@ class AutellixEngine:
     def model_name(self) -> str:
         return self.config.model
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the engine runs on (its calls must be made there)."""
+        return self._loop
+
+    @property
+    def is_running(self) -> bool:
+        return self._llm is not None and not self._llm.errored
+
     # -- programs ---------------------------------------------------------------------
     def program(self, program_id: str | None = None) -> Program:
         """Start a program; use the returned handle as ``async with`` to end it."""
@@ -132,6 +143,14 @@ class AutellixEngine:
     def start_program(self, program_id: str | None = None) -> str:
         """Start a program explicitly and return its id."""
         return self.table.start_program(program_id)
+
+    def ensure_program(self, program_id: str) -> None:
+        """Start ``program_id`` unless it is running (an ended id starts afresh)."""
+        if program_id not in self.table:
+            try:
+                self.table.start_program(program_id)
+            except ValueError:
+                pass  # started concurrently
 
     def end_program(self, program_id: str) -> ProgramSnapshot:
         """End a program: later calls on it raise ``ProgramEndedError``."""
@@ -156,7 +175,7 @@ class AutellixEngine:
     async def stream(
         self, prompt: Prompt, *, program_id: str | None = None, thread: str = "main",
         max_tokens: int | None = DEFAULT_MAX_TOKENS, json_schema: dict | None = None,
-        **params: Any,
+        trace_context: dict[str, str] | None = None, **params: Any,
     ) -> AsyncIterator[StreamChunk]:
         """Run one call, yielding text as it is generated.
 
@@ -168,6 +187,9 @@ class AutellixEngine:
             thread: label of the call's thread within its program.
             max_tokens: output cap (None: up to the context length).
             json_schema: constrain the output to this JSON schema (guided decoding).
+            trace_context: W3C trace headers (``traceparent``, ``tracestate``) of the
+                caller's span; forwarded to vLLM's own tracing when it is enabled
+                (``EngineConfig.otlp_traces_endpoint``).
             **params: sampling parameters (``temperature``, ``top_p``, ``seed``,
                 ``stop``, ``ignore_eos``, ... see ``SAMPLING_KEYS``).
 
@@ -187,7 +209,8 @@ class AutellixEngine:
         sampling.extra_args = tag.to_extra_args()
         finished = False
         try:
-            async for chunk in self._run(prompt_ids, sampling, ticket.call_id, tag):
+            trace_headers = trace_context if self.config.otlp_traces_endpoint else None
+            async for chunk in self._run(prompt_ids, sampling, ticket.call_id, tag, trace_headers):
                 if chunk.result is not None:
                     finished = True
                     self._record(chunk.result)
@@ -199,7 +222,8 @@ class AutellixEngine:
                 self.table.end_program(pid)
 
     async def _run(
-        self, prompt_ids: list[int], sampling: Any, call_id: str, tag: ProgramTag
+        self, prompt_ids: list[int], sampling: Any, call_id: str, tag: ProgramTag,
+        trace_headers: dict[str, str] | None,
     ) -> AsyncIterator[StreamChunk]:
         from vllm.exceptions import VLLMClientError
 
@@ -207,7 +231,9 @@ class AutellixEngine:
         first_token: float | None = None
         token_ids: list[int] = []
         text: list[str] = []
-        gen = self._llm.generate({"prompt_token_ids": prompt_ids}, sampling, call_id)
+        gen = self._llm.generate(
+            {"prompt_token_ids": prompt_ids}, sampling, call_id, trace_headers=trace_headers
+        )
         try:
             async for out in gen:
                 completion = out.outputs[0]
@@ -324,10 +350,11 @@ def _timings(submitted: float, first_token: float | None, stats: CallStats | Non
     now = time.monotonic()
     ttft = None if first_token is None else first_token - submitted
     if stats is None:  # e.g. a call aborted inside the engine
-        return CallTimings(now - submitted, ttft, 0.0, 0.0, 0.0, 0.0, 0, 0, 0)
+        return CallTimings(now - submitted, ttft, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0, 0)
     return CallTimings(
         latency_s=now - submitted, time_to_first_token_s=ttft,
         queue_wait_s=stats.queue_wait_s, execution_s=stats.execution_s,
+        prefill_s=stats.prefill_s, decode_s=stats.decode_s,
         service=stats.service, wait=stats.wait, preemptions=stats.preemptions,
         start_level=stats.start_level, level=stats.level,
     )

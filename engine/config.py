@@ -35,6 +35,8 @@ class EngineConfig:
         seed: engine seed.
         program_gc_interval_s: how often abandoned programs are collected (their TTL
             is ``policy_config.program_ttl_s``).
+        otlp_traces_endpoint: turn on vLLM's own request tracing (its ``llm_request``
+            spans, parented to the caller's ``traceparent``) and export it here.
         vllm_kwargs: extra ``vllm.AsyncEngineArgs`` fields, passed through.
     """
 
@@ -49,6 +51,7 @@ class EngineConfig:
     enforce_eager: bool = True
     seed: int = 0
     program_gc_interval_s: float = 30.0
+    otlp_traces_endpoint: str | None = None
     vllm_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

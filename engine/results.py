@@ -30,6 +30,8 @@ class CallTimings:
     time_to_first_token_s: float | None  # submission -> first token (None: no token)
     queue_wait_s: float  # unscheduled time in the engine (queued, preempted)
     execution_s: float  # engine steps that ran the call
+    prefill_s: float  # of which steps that computed its prompt (or recomputed it)
+    decode_s: float  # of which steps that decoded one of its tokens
     service: float  # attained service of the call, in the policy's service unit
     wait: float  # waiting, in the service unit (engine steps for "tokens")
     preemptions: int  # times the call was evicted from the running batch

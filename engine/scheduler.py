@@ -138,6 +138,8 @@ class _ProgramAwareMixin:
             call.prefill_tokens += prefill
             call.decode_tokens += decode
             call.execution_s += step_s
+            if prefill:
+                call.prefill_s += step_s
             amount = weight * prefill + decode if self._tokens_unit else step_s
             if policy.record_service(call, amount):
                 changed.append(call)
@@ -220,6 +222,8 @@ class _ProgramAwareMixin:
             wait=call.total_wait,
             queue_wait_s=call.queue_wait_s,
             execution_s=call.execution_s,
+            prefill_s=call.prefill_s,
+            decode_s=call.execution_s - call.prefill_s,
             preemptions=request.num_preemptions,
             level=call.level,
             start_level=call.start_level,

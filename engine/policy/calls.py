@@ -30,6 +30,7 @@ class CallState:
     total_service: float = 0.0  # all service of this call (never reset)
     queue_wait_s: float = 0.0  # wall seconds spent unscheduled
     execution_s: float = 0.0  # wall seconds of steps that scheduled this call
+    prefill_s: float = 0.0  # of which prefill (or recompute) steps
     prefill_tokens: int = 0  # prompt (and recomputed) tokens computed
     decode_tokens: int = 0  # tokens decoded one per step
     promotions: int = 0  # anti-starvation moves to the top queue

@@ -68,6 +68,8 @@ class CallStats:
     wait: float  # waiting of the call (service unit)
     queue_wait_s: float  # wall seconds unscheduled (queued or preempted)
     execution_s: float  # wall seconds of the engine steps that scheduled it
+    prefill_s: float  # of which steps that computed prompt (or recomputed) tokens
+    decode_s: float  # of which steps that decoded one token
     preemptions: int
     level: int  # queue at finish
     start_level: int  # queue on arrival

@@ -19,7 +19,7 @@ def test_malformed_values_are_treated_as_absent():
 
 
 def test_call_stats_round_trip_through_transfer_params():
-    stats = CallStats(3.5, 1.0, 0.2, 0.4, 1, 2, 0, 0, 1, 10, 3)
+    stats = CallStats(3.5, 1.0, 0.2, 0.4, 0.1, 0.3, 1, 2, 0, 0, 1, 10, 3)
     params = {"other": 1, STATS_KEY: stats.to_dict()}
     assert CallStats.from_transfer_params(params) == stats
     assert CallStats.from_transfer_params(None) is None
