@@ -45,3 +45,45 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "/integration/" in str(item.fspath):
             item.add_marker(pytest.mark.engine)
+
+
+class _Spans:
+    """In-memory exporter plus a list of extra processors tests may add (OTLP)."""
+
+    def __init__(self):
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        self.memory = InMemorySpanExporter()
+        self.extra: list = []
+
+    def get_finished_spans(self):
+        return self.memory.get_finished_spans()
+
+    def clear(self):
+        self.memory.clear()
+
+
+@pytest.fixture(scope="session")
+def span_exporter():
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanProcessor
+
+    spans = _Spans()
+
+    class Fanout(SpanProcessor):
+        def on_start(self, span, parent_context=None):
+            for p in spans.extra:
+                p.on_start(span, parent_context)
+
+        def on_end(self, span):
+            for p in spans.extra:
+                p.on_end(span)
+
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    provider.add_span_processor(SimpleSpanProcessor(spans.memory))
+    provider.add_span_processor(Fanout())
+    return spans

@@ -1,0 +1,441 @@
+"""``AutellixChatModel``: a LangChain chat model served by the program-aware engine."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from operator import itemgetter
+from typing import Any
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForLLMRun,
+    BaseCallbackManager,
+    CallbackManagerForLLMRun,
+)
+from langchain_core.language_models import LanguageModelInput
+from langchain_core.language_models.chat_models import (
+    BaseChatModel,
+    LangSmithParams,
+    agenerate_from_stream,
+    generate_from_stream,
+)
+from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.messages.tool import tool_call_chunk
+from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough, ensure_config
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_core.utils.pydantic import is_basemodel_subclass
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
+
+from autellix_lg import _convert, programs
+from autellix_lg.clients import (
+    CallRequest,
+    CallTimeoutError,
+    EmbeddedClient,
+    EngineClient,
+    EngineUnavailableError,
+    RemoteClient,
+)
+from autellix_lg.telemetry import attributes as A
+from autellix_lg.telemetry.setup import configure_tracing
+from engine.errors import EngineNotRunningError
+from engine.results import CallResult
+
+PROVIDER = "autellix"
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+#: Errors worth another try when no output was produced yet.
+_RETRYABLE = (CallTimeoutError, EngineUnavailableError, EngineNotRunningError)
+
+
+class AutellixChatModel(BaseChatModel):
+    """Chat model on the Autellix engine: program-aware scheduling for LangGraph agents.
+
+    Use it wherever ``ChatOpenAI`` is used. Every top-level graph invocation becomes a
+    program in the engine's process table; calls from its nodes, subgraphs and tools
+    belong to it, and parallel branches are its threads. No other change is needed.
+
+    Example:
+        .. code-block:: python
+
+            from autellix_lg import AutellixChatModel
+
+            llm = AutellixChatModel(model="smollm2", policy="atlas", max_tokens=128)
+            llm.invoke("What is the capital of France?")
+
+    Engines: by default one embedded engine per process and configuration, built from
+    ``model``, ``policy`` and ``engine_config`` on first use; or pass a started
+    ``engine``; or ``base_url`` for a remote Autellix server.
+    """
+
+    model_name: str = Field(default="smollm2", alias="model")
+    """``"smollm2"``, ``"tiny"`` or a local Hugging Face model folder."""
+    policy: str = "atlas"
+    """Scheduling policy of the embedded engine: fcfs, mlfq, plas or atlas."""
+    engine_config: dict[str, Any] = Field(default_factory=dict)
+    """Further ``engine.EngineConfig`` fields for the embedded engine."""
+    engine: Any = Field(default=None, exclude=True)
+    """A started ``engine.AutellixEngine`` to use instead of the embedded default."""
+    base_url: str | None = None
+    """URL of a remote Autellix server (OpenAI-compatible)."""
+    api_key: SecretStr | None = None
+    """API key of the remote server."""
+    temperature: float | None = None
+    max_tokens: int | None = None
+    """Output cap per call (None: the engine's default, 256)."""
+    stop: list[str] | None = Field(default=None, alias="stop_sequences")
+    timeout: float | None = None
+    """Seconds a call may take before it is aborted with ``CallTimeoutError``."""
+    max_retries: int = 2
+    """Retries of a call that failed before producing output (timeouts, engine down)."""
+    streaming: bool = False
+    seed: int | None = None
+    top_p: float | None = None
+    capture_content: bool = False
+    """Record prompts and completions in spans (off: spans carry no text)."""
+
+    model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
+    _client: EngineClient | None = PrivateAttr(default=None)
+
+    def model_post_init(self, context: Any, /) -> None:
+        programs.install()
+        configure_tracing(only_if_env=True)
+        if self.max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+
+    # -- LangChain metadata -------------------------------------------------------------
+    @property
+    def _llm_type(self) -> str:
+        return "autellix-chat"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": self.model_name, "policy": self.policy,
+                "base_url": self.base_url, **self._default_params()}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = LangSmithParams(ls_provider=PROVIDER,
+                                 ls_model_name=kwargs.get("model", self.model_name),
+                                 ls_model_type="chat")
+        if (t := kwargs.get("temperature", self.temperature)) is not None:
+            params["ls_temperature"] = t
+        if (m := kwargs.get("max_tokens", self.max_tokens)) is not None:
+            params["ls_max_tokens"] = m
+        if stop or self.stop:
+            params["ls_stop"] = stop or self.stop
+        return params
+
+    def _default_params(self) -> dict[str, Any]:
+        params = {"temperature": self.temperature, "max_tokens": self.max_tokens,
+                  "seed": self.seed, "top_p": self.top_p}
+        return {k: v for k, v in params.items() if v is not None}
+
+    # -- tools and structured output -----------------------------------------------------
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable | BaseTool],
+        *,
+        tool_choice: dict | str | bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, BaseMessage]:
+        """Bind tools; the engine's guided decoding makes every call match its schema.
+
+        Args:
+            tools: tools as dicts, pydantic models, functions or ``BaseTool``s.
+            tool_choice: ``"auto"`` (default: call a tool or answer), ``"any"`` /
+                ``"required"`` / ``True`` (must call a tool), ``"none"``, or a tool name.
+        """
+        formatted = [_validated_tool(convert_to_openai_tool(t)) for t in tools]
+        if tool_choice is not None:
+            _convert.selected_tools(formatted, tool_choice)  # raises for unknown names
+        return super().bind(tools=formatted, tool_choice=tool_choice, **kwargs)
+
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type,
+        *,
+        method: str = "json_schema",
+        include_raw: bool = False,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, dict | Any]:
+        """Outputs parsed into ``schema``.
+
+        Args:
+            method: ``"json_schema"`` (default; guided decoding on the schema),
+                ``"function_calling"`` (a forced tool call) or ``"json_mode"`` (any
+                JSON object).
+        """
+        if method == "function_calling":
+            return super().with_structured_output(schema, include_raw=include_raw, **kwargs)
+        if kwargs:
+            raise ValueError(f"Received unsupported arguments {kwargs}")
+        is_pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
+        if method == "json_schema":
+            json_schema = _json_schema_of(schema)
+        elif method == "json_mode":
+            json_schema = {"type": "object"}
+        else:
+            raise ValueError(f"Unknown method {method!r}: json_schema, function_calling, json_mode")
+        llm = self.bind(
+            response_schema=json_schema,
+            ls_structured_output_format={"kwargs": {"method": method}, "schema": schema},
+        )
+        parser = PydanticOutputParser(pydantic_object=schema) if is_pydantic else JsonOutputParser()
+        if not include_raw:
+            return llm | parser
+        parse = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser,
+                                           parsing_error=lambda _: None)
+        fallback = RunnablePassthrough.assign(parsed=lambda _: None)
+        return RunnableMap(raw=llm) | parse.with_fallbacks([fallback],
+                                                           exception_key="parsing_error")
+
+    # -- generation ------------------------------------------------------------------------
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None,
+                  **kwargs: Any) -> ChatResult:
+        return generate_from_stream(self._stream(messages, stop=stop, **kwargs))
+
+    async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                         run_manager: AsyncCallbackManagerForLLMRun | None = None,
+                         **kwargs: Any) -> ChatResult:
+        return await agenerate_from_stream(self._astream(messages, stop=stop, **kwargs))
+
+    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                run_manager: CallbackManagerForLLMRun | None = None,
+                **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        call = _Call(self, messages, stop, kwargs)
+        for attempt in range(self.max_retries + 1):
+            client = call.client()
+            try:
+                for chunk in client.stream(call.request, self.timeout):
+                    yield from call.on_chunk(chunk)
+                break
+            except _RETRYABLE as e:
+                if call.started or attempt == self.max_retries:
+                    call.fail(e)
+                    raise
+                self._client = None  # rebuild: an embedded engine is restarted
+            except BaseException as e:
+                call.fail(e)
+                raise
+        yield call.finish()
+
+    async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                       run_manager: AsyncCallbackManagerForLLMRun | None = None,
+                       **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        call = _Call(self, messages, stop, kwargs)
+        for attempt in range(self.max_retries + 1):
+            try:
+                client = await _to_thread_if_embedded_start(self, call)
+                async for chunk in client.astream(call.request, self.timeout):
+                    for out in call.on_chunk(chunk):
+                        yield out
+                break
+            except _RETRYABLE as e:
+                if call.started or attempt == self.max_retries:
+                    call.fail(e)
+                    raise
+                self._client = None
+            except BaseException as e:
+                call.fail(e)
+                raise
+        yield call.finish()
+
+    # -- engines ----------------------------------------------------------------------------
+    def _resolve_client(self) -> EngineClient:
+        if self._client is not None:
+            return self._client
+        if self.engine is not None:
+            client: EngineClient = EmbeddedClient(self.engine)
+        elif self.base_url:
+            key = self.api_key.get_secret_value() if self.api_key else None
+            client = RemoteClient(self.base_url, key, self.model_name, self.policy)
+        else:
+            from engine.config import EngineConfig
+
+            config = EngineConfig(model=self.model_name, policy=self.policy, **self.engine_config)
+            client = EmbeddedClient.from_config(config)
+        self._client = client
+        return client
+
+
+async def _to_thread_if_embedded_start(model: AutellixChatModel, call: _Call) -> EngineClient:
+    """Resolve the client; the first embedded start blocks ~30 s, so off the loop."""
+    if model._client is None and model.engine is None and not model.base_url:
+        import asyncio
+
+        await asyncio.to_thread(model._resolve_client)
+    return call.client()
+
+
+class _Call:
+    """One model call: request building, span, chunk conversion, final chunk."""
+
+    def __init__(self, model: AutellixChatModel, messages: list[BaseMessage],
+                 stop: list[str] | None, kwargs: dict[str, Any]) -> None:
+        self.model = model
+        self.started = False
+        self.text: list[str] = []
+        self.result: CallResult | None = None
+        tools = kwargs.pop("tools", None)
+        tool_choice = kwargs.pop("tool_choice", None)
+        response_schema = kwargs.pop("response_schema", None)
+        kwargs.pop("ls_structured_output_format", None)
+        kwargs.pop("stream", None)
+        requested = kwargs.pop("model", model.model_name)
+        if requested != model.model_name:
+            msg = f"This engine serves {model.model_name!r}; a call cannot ask for {requested!r}"
+            raise ValueError(msg)
+        callable_tools, allow_text = _convert.selected_tools(tools or [], tool_choice)
+        self.tool_mode = bool(callable_tools)
+        schema = (_convert.tool_output_schema(callable_tools, allow_text)
+                  if self.tool_mode else response_schema)
+        params = {**model._default_params(), **kwargs}
+        if stop or model.stop:
+            params["stop"] = stop or model.stop
+        if schema is not None:
+            params["json_schema"] = schema
+        chat = _convert.to_chat_messages(messages, tools, tool_choice)
+        config = ensure_config()
+        metadata = config.get("metadata") or {}
+        callbacks = config.get("callbacks")
+        self.enclosing = callbacks.parent_run_id if isinstance(callbacks, BaseCallbackManager) else None
+        handler = programs.handler()
+        ctx = handler.call_context(self.enclosing, metadata.get(programs.PROGRAM_ID_KEY))
+        self.thread = str(metadata.get("langgraph_checkpoint_ns")
+                          or metadata.get("langgraph_node") or "main")
+        self.span = self._start_span(ctx, params, chat)
+        carrier: dict[str, str] = {}
+        TraceContextTextMapPropagator().inject(carrier, trace.set_span_in_context(self.span))
+        self.request = CallRequest(chat, ctx.program_id, self.thread, params, carrier)
+        self.program_id = ctx.program_id
+
+    def client(self) -> EngineClient:
+        client = self.model._resolve_client()
+        programs.handler().record_call(self.enclosing, client, self.thread)
+        return client
+
+    def _start_span(self, ctx: programs.CallContext, params: dict, chat: list) -> trace.Span:
+        attrs: dict[str, Any] = {
+            A.OPERATION: "chat", A.PROVIDER: PROVIDER, A.REQUEST_MODEL: self.model.model_name,
+            A.POLICY: self.model.policy, A.THREAD_ID: self.thread,
+        }
+        if ctx.program_id:
+            attrs[A.PROGRAM_ID] = ctx.program_id
+        if "max_tokens" in params:
+            attrs[A.REQUEST_MAX_TOKENS] = params["max_tokens"]
+        if "temperature" in params:
+            attrs[A.REQUEST_TEMPERATURE] = params["temperature"]
+        if self.model.capture_content:
+            import json
+
+            attrs[A.INPUT_MESSAGES] = json.dumps(chat)
+        parent = trace.set_span_in_context(ctx.parent_span) if ctx.parent_span else None
+        tracer = trace.get_tracer("autellix_lg")
+        return tracer.start_span(f"chat {self.model.model_name}", context=parent,
+                                 kind=SpanKind.CLIENT, attributes=attrs)
+
+    def on_chunk(self, chunk) -> Iterator[ChatGenerationChunk]:
+        self.started = True
+        self.text.append(chunk.text)
+        if chunk.result is not None:
+            self.result = chunk.result
+        if chunk.text and not self.tool_mode:
+            yield ChatGenerationChunk(message=AIMessageChunk(content=chunk.text))
+
+    def finish(self) -> ChatGenerationChunk:
+        """The last chunk: tool calls (if any), usage and response metadata."""
+        text = "".join(self.text)
+        content, tool_calls = "", []
+        if self.tool_mode:
+            content, tool_calls = _convert.parse_tool_output(text)
+        res = self.result
+        finish_reason = res.finish_reason if res else "stop"
+        if tool_calls:
+            finish_reason = "tool_calls"
+        usage = None
+        if res is not None:
+            u = res.usage
+            usage = {"input_tokens": u.prompt_tokens, "output_tokens": u.completion_tokens,
+                     "total_tokens": u.total_tokens,
+                     "input_token_details": {"cache_read": u.cached_tokens}}
+        meta = {"model_name": self.model.model_name, "finish_reason": finish_reason,
+                "model_provider": PROVIDER}
+        if self.program_id:
+            meta["program_id"] = self.program_id
+        message = AIMessageChunk(
+            content=content,
+            tool_call_chunks=[
+                tool_call_chunk(name=c["name"], args=_json(c["args"]), id=c["id"], index=i)
+                for i, c in enumerate(tool_calls)
+            ],
+            usage_metadata=usage,
+            response_metadata=meta,
+            chunk_position="last",
+        )
+        self._end_span(res, finish_reason, text)
+        return ChatGenerationChunk(message=message, generation_info={"finish_reason": finish_reason})
+
+    def _end_span(self, res: CallResult | None, finish_reason: str, text: str) -> None:
+        span = self.span
+        span.set_attribute(A.RESPONSE_MODEL, self.model.model_name)
+        span.set_attribute(A.RESPONSE_FINISH_REASONS, [finish_reason])
+        if res is not None:
+            t = res.timings
+            span.set_attributes({
+                A.CALL_ID: res.call_id, A.USAGE_INPUT_TOKENS: res.usage.prompt_tokens,
+                A.USAGE_OUTPUT_TOKENS: res.usage.completion_tokens,
+                A.QUEUE_LEVEL: t.level, A.QUEUE_START_LEVEL: t.start_level,
+                A.QUEUE_WAIT_S: t.queue_wait_s, A.PREEMPTIONS: t.preemptions,
+                A.SERVICE: t.service, A.PREFILL_S: t.prefill_s, A.DECODE_S: t.decode_s,
+            })
+            if t.time_to_first_token_s is not None:
+                span.set_attribute(A.TIME_TO_FIRST_TOKEN_S, t.time_to_first_token_s)
+            if res.program_id and not self.program_id:
+                span.set_attribute(A.PROGRAM_ID, res.program_id)
+        if self.model.capture_content:
+            span.set_attribute(A.OUTPUT_MESSAGES, text)
+        span.end()
+
+    def fail(self, error: BaseException) -> None:
+        programs._mark_error(self.span, error)
+        self.span.end()
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+def _validated_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    function = tool.get("function") or {}
+    name = function.get("name")
+    if not isinstance(name, str) or not _TOOL_NAME.match(name):
+        raise ValueError(f"Invalid tool name {name!r}: use 1-64 letters, digits, _ or -")
+    params = function.get("parameters", {"type": "object", "properties": {}})
+    if not isinstance(params, dict) or params.get("type", "object") != "object":
+        raise ValueError(f"Tool {name!r}: parameters must be a JSON schema of type object")
+    if not isinstance(params.get("properties", {}), dict):
+        raise ValueError(f"Tool {name!r}: 'properties' must be an object")
+    return tool
+
+
+def _json_schema_of(schema: dict[str, Any] | type) -> dict[str, Any]:
+    if isinstance(schema, type) and is_basemodel_subclass(schema):
+        if hasattr(schema, "model_json_schema"):
+            return schema.model_json_schema()
+        return convert_to_openai_tool(schema)["function"]["parameters"]  # pydantic.v1
+    if isinstance(schema, dict):
+        if "parameters" in schema or "function" in schema:  # an OpenAI tool/function
+            return convert_to_openai_tool(schema)["function"]["parameters"]
+        if "properties" in schema or "type" in schema:
+            return {k: v for k, v in schema.items() if k not in ("title", "description")} | (
+                {"type": schema.get("type", "object")})
+        return convert_to_openai_tool(schema)["function"]["parameters"]
+    return convert_to_openai_tool(schema)["function"]["parameters"]
