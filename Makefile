@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed-$(VLLM_BUILD)
 export HF_HUB_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup run test test-unit demo bench clean
+.PHONY: setup run test test-unit demo bench simulate clean
 
 setup: $(STAMP)
 
@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml Makefile
 	@touch $@
 
 run: setup
-	$(VENV)/bin/autellix demo
+	$(VENV)/bin/autellix bench --suite mixed --policies fcfs,atlas --out bench-results
 
 test: setup
 	$(VENV)/bin/pytest
@@ -38,9 +38,15 @@ test: setup
 test-unit: setup
 	$(VENV)/bin/pytest tests/unit
 
+demo: setup
+	$(VENV)/bin/autellix demo
+
 bench: setup
 	$(PY) benchmarks/sched_overhead.py
 	$(PY) benchmarks/no_contention.py
+
+simulate: setup
+	$(VENV)/bin/autellix simulate --programs 10000
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -271,7 +271,8 @@ class AutellixEngine:
         self.table.complete_call(
             result.program_id, result.call_id, service=t.service,
             wait=t.wait,
-            queue_wait_s=t.queue_wait_s, tokens=result.usage.completion_tokens,
+            queue_wait_s=t.queue_wait_s, execution_s=t.execution_s,
+            tokens=result.usage.completion_tokens,
             preemptions=t.preemptions,
         )
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from engine.policy.calls import CallState
 
-#: How many ended program ids are remembered, to refuse calls on them.
+#: How many ended programs are remembered (ids refuse calls; snapshots for reports).
 ENDED_MEMORY = 10_000
 
 
@@ -50,6 +50,7 @@ class ProgramEntry:
     service: float = 0.0  # attained service (PLAS sum / ATLAS critical path)
     wait: float = 0.0  # accumulated waiting of completed calls (W_p)
     queue_wait_s: float = 0.0  # same, in wall seconds
+    execution_s: float = 0.0  # engine seconds of completed calls (summed over threads)
     num_calls: int = 0  # completed calls
     num_aborted: int = 0  # calls aborted (cancelled or failed)
     tokens_generated: int = 0
@@ -69,6 +70,7 @@ class ProgramSnapshot:
     service: float
     wait: float
     queue_wait_s: float
+    execution_s: float
     num_calls: int
     num_aborted: int
     active_threads: tuple[str, ...]
@@ -86,6 +88,7 @@ class ProgramSnapshot:
             service=e.service,
             wait=e.wait,
             queue_wait_s=e.queue_wait_s,
+            execution_s=e.execution_s,
             num_calls=e.num_calls,
             num_aborted=e.num_aborted,
             active_threads=tuple(t.thread_id for t in e.threads.values()),
@@ -138,7 +141,7 @@ class ProcessTable:
         self._ttl_s = ttl_s
         self._clock = clock
         self._programs: dict[str, ProgramEntry] = {}
-        self._ended: OrderedDict[str, None] = OrderedDict()
+        self._ended: OrderedDict[str, ProgramSnapshot | None] = OrderedDict()
         self._lock = threading.Lock()
 
     # -- programs -------------------------------------------------------------
@@ -158,11 +161,12 @@ class ProcessTable:
             entry = self._programs.pop(program_id, None)
             if entry is None:
                 raise UnknownProgramError(program_id)
-            self._remember_ended(program_id)
-            return ProgramSnapshot.from_entry(entry)
+            snapshot = ProgramSnapshot.from_entry(entry)
+            self._remember_ended(program_id, snapshot)
+            return snapshot
 
-    def _remember_ended(self, program_id: str) -> None:
-        self._ended[program_id] = None
+    def _remember_ended(self, program_id: str, snapshot: ProgramSnapshot | None) -> None:
+        self._ended[program_id] = snapshot
         while len(self._ended) > ENDED_MEMORY:
             self._ended.popitem(last=False)
 
@@ -170,6 +174,11 @@ class ProcessTable:
         """Whether ``program_id`` ended recently (explicitly or by TTL)."""
         with self._lock:
             return program_id in self._ended
+
+    def ended_snapshot(self, program_id: str) -> ProgramSnapshot | None:
+        """Final snapshot of a recently ended program, or None."""
+        with self._lock:
+            return self._ended.get(program_id)
 
     def get(self, program_id: str) -> ProgramSnapshot | None:
         """Snapshot of one program, or None."""
@@ -229,6 +238,7 @@ class ProcessTable:
         service: float,
         wait: float,
         queue_wait_s: float = 0.0,
+        execution_s: float = 0.0,
         tokens: int = 0,
         preemptions: int = 0,
     ) -> float:
@@ -247,6 +257,7 @@ class ProcessTable:
             entry.service = self._update_rule(entry.service, call)
             entry.wait += wait
             entry.queue_wait_s += queue_wait_s
+            entry.execution_s += execution_s
             entry.num_calls += 1
             entry.tokens_generated += tokens
             entry.preemptions += preemptions
@@ -271,6 +282,6 @@ class ProcessTable:
                 last = max(e.created, e.last_call_arrival or 0.0, e.last_call_completion or 0.0)
                 if not e.threads and now - last > self._ttl_s:
                     del self._programs[pid]
-                    self._remember_ended(pid)
+                    self._remember_ended(pid, ProgramSnapshot.from_entry(e))
                     removed.append(pid)
         return removed

@@ -1,0 +1,60 @@
+"""Validate the simulator against the real engine: same workload, same seed.
+
+Runs a suite on the real embedded engine under each policy (``workloads.bench``) and
+simulates the very same programs with the fitted step-cost model; prints mean program
+latency (response time) and mean program token latency for both, and their ratio.
+Target (issue #4): simulated mean program latency within 15% of the engine's.
+
+Usage: python benchmarks/validate_sim.py --cost docs/step_cost_smollm2.json [--rate 0.5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+
+from engine.sim.des import SimConfig, StepCost, simulate  # noqa: E402
+from workloads.bench import BenchConfig, run_bench  # noqa: E402
+from workloads.generators import generate  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cost", required=True, help="StepCost JSON from fit_step_cost.py")
+    parser.add_argument("--suite", default="mixed")
+    parser.add_argument("--rate", type=float, default=0.5)
+    parser.add_argument("--programs", type=int, default=24)
+    parser.add_argument("--policies", default="fcfs,atlas")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    cfg = BenchConfig(suite=args.suite, rates=[args.rate], policies=args.policies.split(","),
+                      num_programs=args.programs, seed=args.seed)
+    real = asyncio.run(run_bench(cfg))
+    programs = generate(cfg.suite, cfg.num_programs, args.rate, seed=cfg.seed,
+                        token_scale=cfg.token_scale, call_scale=cfg.call_scale,
+                        tool_latency_s=cfg.tool_latency_s)
+    sim_cfg = SimConfig(max_num_seqs=cfg.max_num_seqs, cost=StepCost.load(Path(args.cost)))
+    print(f"\n{cfg.suite}, {cfg.num_programs} programs at {args.rate}/s, seed {cfg.seed}")  # noqa: T201
+    print("| policy | engine mean latency s | simulated | ratio | engine s/token | simulated |")  # noqa: T201
+    print("|---|---|---|---|---|---|")  # noqa: T201
+    for policy in cfg.policies:
+        eng = real.outcomes[f"{policy}@{args.rate}"]
+        sim = simulate(programs, policy, sim_cfg)
+        e_lat = statistics.mean(o.response_s for o in eng)
+        s_lat = statistics.mean(o.response_s for o in sim)
+        e_tok = statistics.mean(o.token_latency for o in eng)
+        s_tok = statistics.mean(o.token_latency for o in sim)
+        print(f"| {policy} | {e_lat:.2f} | {s_lat:.2f} | {s_lat / e_lat:.2f} | "  # noqa: T201
+              f"{e_tok:.4f} | {s_tok:.4f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
