@@ -52,6 +52,8 @@ async def measure(model: str, tokens: int) -> dict:
             prefill_x.append(p)
             prefill_y.append(out.timings.execution_s)
     base, per_decode = least_squares(decode_x, decode_y)
+    if per_decode < 0:  # flat within noise (a small model on 2 cores): a constant step
+        base, per_decode = statistics.mean(decode_y), 0.0
     base_p, per_prefill = least_squares(prefill_x, prefill_y)
     return {"model": model, "base": max(base, 0.0), "per_decode": per_decode,
             "per_prefill": per_prefill, "decode_points": list(zip(decode_x, decode_y)),

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import os
 import statistics
 import sys
@@ -23,6 +25,9 @@ os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
 from engine.sim.des import SimConfig, StepCost, simulate  # noqa: E402
 from workloads.bench import BenchConfig, run_bench  # noqa: E402
 from workloads.generators import generate  # noqa: E402
+from workloads.metrics import ProgramOutcome  # noqa: E402
+
+FIELDS = [f.name for f in dataclasses.fields(ProgramOutcome)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,10 +38,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--programs", type=int, default=24)
     parser.add_argument("--policies", default="fcfs,atlas")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--real-json", help="reuse an `autellix bench` JSON (same settings)")
     args = parser.parse_args(argv)
     cfg = BenchConfig(suite=args.suite, rates=[args.rate], policies=args.policies.split(","),
                       num_programs=args.programs, seed=args.seed)
-    real = asyncio.run(run_bench(cfg))
+    if args.real_json:
+        data = json.loads(Path(args.real_json).read_text())
+        cfg = BenchConfig(**data["config"])
+        args.rate = cfg.rates[0]
+        real_outcomes = {k: [ProgramOutcome(**{f: o[f] for f in FIELDS}) for o in v]
+                         for k, v in data["outcomes"].items()}
+    else:
+        real_outcomes = asyncio.run(run_bench(cfg)).outcomes
     programs = generate(cfg.suite, cfg.num_programs, args.rate, seed=cfg.seed,
                         token_scale=cfg.token_scale, call_scale=cfg.call_scale,
                         tool_latency_s=cfg.tool_latency_s)
@@ -45,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| policy | engine mean latency s | simulated | ratio | engine s/token | simulated |")  # noqa: T201
     print("|---|---|---|---|---|---|")  # noqa: T201
     for policy in cfg.policies:
-        eng = real.outcomes[f"{policy}@{args.rate}"]
+        eng = real_outcomes[f"{policy}@{args.rate}"]
         sim = simulate(programs, policy, sim_cfg)
         e_lat = statistics.mean(o.response_s for o in eng)
         s_lat = statistics.mean(o.response_s for o in sim)

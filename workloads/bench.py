@@ -127,22 +127,40 @@ def markdown_table(result: BenchResult) -> str:
 
 
 def plot(result: BenchResult, path: Path) -> None:
+    """Latency against rate per policy (the paper's Fig. 12); with a single rate,
+    grouped bars of mean/p50/p95/p99 per policy instead."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric, title in ((axes[0], "mean", "mean"), (axes[1], "p95", "P95")):
-        for policy in result.config.policies:
-            pts = sorted((s.rate, getattr(s, metric)) for s in result.summaries
-                         if s.policy == policy)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=policy)
-        ax.set_xlabel("arrival rate (programs/s)")
-        ax.set_ylabel(f"{title} program token latency (s/token)")
-        ax.set_title(f"{result.config.suite}: {title} latency")
-        ax.grid(alpha=0.3)
+    policies = result.config.policies
+    if len({s.rate for s in result.summaries}) == 1:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        metrics = ("mean", "p50", "p95", "p99")
+        width = 0.8 / len(policies)
+        for i, policy in enumerate(policies):
+            s = next(x for x in result.summaries if x.policy == policy)
+            xs = [m + i * width for m in range(len(metrics))]
+            ax.bar(xs, [getattr(s, m) for m in metrics], width, label=policy)
+        ax.set_xticks([m + width * (len(policies) - 1) / 2 for m in range(len(metrics))],
+                      metrics)
+        ax.set_ylabel("program token latency (s/token)")
+        ax.set_title(f"{result.config.suite} at {result.summaries[0].rate:g} programs/s")
+        ax.grid(alpha=0.3, axis="y")
         ax.legend()
+    else:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for ax, metric, title in ((axes[0], "mean", "mean"), (axes[1], "p95", "P95")):
+            for policy in policies:
+                pts = sorted((s.rate, getattr(s, metric)) for s in result.summaries
+                             if s.policy == policy)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=policy)
+            ax.set_xlabel("arrival rate (programs/s)")
+            ax.set_ylabel(f"{title} program token latency (s/token)")
+            ax.set_title(f"{result.config.suite}: {title} latency")
+            ax.grid(alpha=0.3)
+            ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -104,6 +104,16 @@ class SimConfig:
     policy_config: PolicyConfig = field(default_factory=PolicyConfig)
     max_jump: int = 32
     recompute_on_preempt: bool = True  # False: resume without a prefill step (toy checks)
+    #: On resume after preemption, vLLM recomputes only what the prefix cache lost. With
+    #: a KV cache far larger than the batch (the default engine's), a preempted call's
+    #: full blocks stay cached: only its last, partial block (``block_size``) is
+    #: recomputed. Set ``cached_resume=False`` to charge the whole context instead.
+    cached_resume: bool = True
+    block_size: int = 16
+    #: Chat-template tokens each call adds to its prefill. SmolLM2's template: 31 for a
+    #: program's first one-message chat (default system prompt included), ~6 per later
+    #: message; 16 is a per-call average for the suites' mix.
+    prompt_overhead_tokens: int = 16
 
 
 def simulate(programs: list[ProgramSpec], policy_name: str, cfg: SimConfig | None = None
@@ -142,6 +152,7 @@ class _Sim:
             self.seq += 1
             self.policy.admit(state)
             prompt = c.prompt_tokens + (prog.spec.system_tokens if prog.stage == 0 else 0)
+            prompt += self.cfg.prompt_overhead_tokens
             self.active.append(_Call(state, prog, prompt, c.output_tokens))
 
     def run(self) -> list[ProgramOutcome]:
@@ -194,14 +205,14 @@ class _Sim:
 
     def _advance(self, k: int, prefill: list[_Call], decode: list[_Call],
                  waiting: list[_Call]) -> None:
-        tokens = sum(c.prompt + c.generated for c in prefill)
+        tokens = sum(self._prefill_tokens(c) for c in prefill)
         dt = k * self.cfg.cost(len(decode), tokens)
         self.now += dt
         weight = self.cfg.policy_config.prefill_token_weight
         for c in prefill:
             c.prefilled = True
             c.program.execution_s += dt
-            self.policy.record_service(c.state, weight * (c.prompt + c.generated))
+            self.policy.record_service(c.state, weight * self._prefill_tokens(c))
             if c.generated == 0:  # the prefill step samples the first token
                 self._emit(c, 1)
         for c in decode:
@@ -214,6 +225,12 @@ class _Sim:
         # In admission order, so same-time arrivals keep program order (tie-breaking).
         for c in [c for c in self.active if c.generated >= c.output]:
             self._complete(c)
+
+    def _prefill_tokens(self, c: _Call) -> int:
+        if c.generated == 0:
+            return c.prompt
+        context = c.prompt + c.generated
+        return context % self.cfg.block_size if self.cfg.cached_resume else context
 
     def _emit(self, c: _Call, n: int) -> None:
         c.generated += n
