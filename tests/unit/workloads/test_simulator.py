@@ -24,7 +24,7 @@ def toy_specs():
 @pytest.mark.parametrize("policy", ["fcfs", "mlfq", "plas", "atlas"])
 def test_toy_example_matches_the_unit_step_schedule(policy):
     cfg = SimConfig(max_num_seqs=2, cost=StepCost(1.0, 0.0, 0.0), policy_config=TOY_CONFIG,
-                    max_jump=1, recompute_on_preempt=False)
+                    max_jump=1, recompute_on_preempt=False, prompt_overhead_tokens=0)
     des = {o.program_id: o.completion_s for o in simulate(toy_specs(), policy, cfg)}
     steps = simulate_steps([StepProgram.sequential(n, ls) for n, ls in TOY.items()],
                            create_policy(policy, TOY_CONFIG), batch_size=2)
@@ -33,7 +33,7 @@ def test_toy_example_matches_the_unit_step_schedule(policy):
 
 def test_toy_total_waiting_orders_plas_before_mlfq_before_fcfs():
     cfg = SimConfig(max_num_seqs=2, cost=StepCost(1.0, 0.0, 0.0), policy_config=TOY_CONFIG,
-                    max_jump=1, recompute_on_preempt=False)
+                    max_jump=1, recompute_on_preempt=False, prompt_overhead_tokens=0)
     waiting = {}
     for policy in ("fcfs", "mlfq", "plas"):
         outs = simulate(toy_specs(), policy, cfg)
