@@ -188,8 +188,9 @@ class AutellixEngine:
             max_tokens: output cap (None: up to the context length).
             json_schema: constrain the output to this JSON schema (guided decoding).
             trace_context: W3C trace headers (``traceparent``, ``tracestate``) of the
-                caller's span; forwarded to vLLM's own tracing when it is enabled
-                (``EngineConfig.otlp_traces_endpoint``).
+                caller's span. ``traceparent`` rides with the request into the engine
+                core (``extra_args``); both go to vLLM's own tracing when it is
+                enabled (``EngineConfig.otlp_traces_endpoint``).
             **params: sampling parameters (``temperature``, ``top_p``, ``seed``,
                 ``stop``, ``ignore_eos``, ... see ``SAMPLING_KEYS``).
 
@@ -205,7 +206,8 @@ class AutellixEngine:
         one_off = program_id is None
         pid = program_id or f"call-{uuid.uuid4().hex}"
         ticket = self.table.begin_call(pid, thread)
-        tag = ProgramTag(pid, thread, ticket.program_service, ticket.program_wait)
+        traceparent = (trace_context or {}).get("traceparent")
+        tag = ProgramTag(pid, thread, ticket.program_service, ticket.program_wait, traceparent)
         sampling.extra_args = tag.to_extra_args()
         finished = False
         try:

@@ -17,6 +17,7 @@ PROGRAM_ID = "program_id"  # program the call belongs to; absent: the call is it
 THREAD_ID = "thread_id"  # thread label within the program
 PROGRAM_SERVICE = "program_service"  # program's attained service at submission
 PROGRAM_WAIT = "program_wait"  # program's accumulated waiting (W_p) at submission
+TRACEPARENT = "traceparent"  # W3C trace context of the caller's span, if any
 
 # --- scheduler -> front end (RequestOutput.kv_transfer_params key) ------------
 STATS_KEY = "autellix_stats"
@@ -30,9 +31,12 @@ class ProgramTag:
     thread_id: str
     program_service: float | None = None  # None: the scheduler uses its local table
     program_wait: float | None = None
+    traceparent: str | None = None
 
     def to_extra_args(self) -> dict[str, Any]:
         args: dict[str, Any] = {PROGRAM_ID: self.program_id, THREAD_ID: self.thread_id}
+        if self.traceparent:
+            args[TRACEPARENT] = self.traceparent
         if self.program_service is not None:
             args[PROGRAM_SERVICE] = float(self.program_service)
         if self.program_wait is not None:
@@ -50,6 +54,7 @@ class ProgramTag:
             thread_id=str(extra.get(THREAD_ID, "main")),
             program_service=_as_float(extra.get(PROGRAM_SERVICE)),
             program_wait=_as_float(extra.get(PROGRAM_WAIT)),
+            traceparent=str(extra[TRACEPARENT]) if extra.get(TRACEPARENT) else None,
         )
 
 

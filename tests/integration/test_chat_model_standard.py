@@ -6,12 +6,13 @@ import pytest
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
 from autellix_lg import AutellixChatModel
+from tests.chat_model_capabilities import AutellixCapabilities
 
 #: One embedded engine for the whole suite (same configuration -> same engine).
 ENGINE = {"max_num_seqs": 8, "max_model_len": 4096}
 
 
-class TestAutellixChatModelIntegration(ChatModelIntegrationTests):
+class TestAutellixChatModelIntegration(AutellixCapabilities, ChatModelIntegrationTests):
     @property
     def chat_model_class(self):
         return AutellixChatModel
@@ -19,18 +20,6 @@ class TestAutellixChatModelIntegration(ChatModelIntegrationTests):
     @property
     def chat_model_params(self):
         return {"model": "smollm2", "engine_config": ENGINE}
-
-    @property
-    def has_tool_choice(self) -> bool:
-        return True
-
-    @property
-    def has_structured_output(self) -> bool:
-        return True
-
-    @property
-    def supports_json_mode(self) -> bool:
-        return True
 
     # --- meaning, not protocol: a 135M model's limits -----------------------------------
     # Guided decoding guarantees a well-formed call of the right tool with arguments of

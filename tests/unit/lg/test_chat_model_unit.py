@@ -4,9 +4,10 @@ import pytest
 from langchain_tests.unit_tests import ChatModelUnitTests
 
 from autellix_lg import AutellixChatModel
+from tests.chat_model_capabilities import AutellixCapabilities
 
 
-class TestAutellixChatModelUnit(ChatModelUnitTests):
+class TestAutellixChatModelUnit(AutellixCapabilities, ChatModelUnitTests):
     @property
     def chat_model_class(self):
         return AutellixChatModel
@@ -14,18 +15,6 @@ class TestAutellixChatModelUnit(ChatModelUnitTests):
     @property
     def chat_model_params(self):
         return {"model": "tiny"}
-
-    @property
-    def has_tool_choice(self) -> bool:
-        return True
-
-    @property
-    def has_structured_output(self) -> bool:
-        return True
-
-    @property
-    def supports_json_mode(self) -> bool:
-        return True
 
 
 def test_construction_starts_nothing():
