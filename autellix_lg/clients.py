@@ -288,7 +288,10 @@ class RemoteClient:
                 headers=self._headers(request), json=self._body(request),
             ) as resp:
                 _raise_for_status(resp)
-                yield from _sse_chunks(resp.iter_lines())
+                parser = _SSEParser(request)
+                for line in resp.iter_lines():
+                    yield from parser.feed(line)
+                yield parser.final()
         except httpx.TimeoutException as e:
             raise CallTimeoutError(f"No answer from {self.base_url} within {timeout} s") from e
         except httpx.TransportError as e:
@@ -305,9 +308,11 @@ class RemoteClient:
                 headers=self._headers(request), json=self._body(request),
             ) as resp:
                 _raise_for_status(resp)
-                lines = [line async for line in resp.aiter_lines()]
-                for chunk in _sse_chunks(lines):
-                    yield chunk
+                parser = _SSEParser(request)
+                async for line in resp.aiter_lines():
+                    for chunk in parser.feed(line):
+                        yield chunk
+                yield parser.final()
         except httpx.TimeoutException as e:
             raise CallTimeoutError(f"No answer from {self.base_url} within {timeout} s") from e
         except httpx.TransportError as e:
@@ -331,19 +336,49 @@ class RemoteClient:
 
 def _raise_for_status(resp: Any) -> None:
     if resp.status_code >= 400:
-        resp.read()
-        raise EngineUnavailableError(f"The engine answered HTTP {resp.status_code}: {resp.text}")
+        raise EngineUnavailableError(f"The engine answered HTTP {resp.status_code}")
 
 
-def _sse_chunks(lines) -> Iterator[StreamChunk]:
-    """OpenAI chat-completion SSE lines as StreamChunks (usage arrives on the last)."""
-    for line in lines:
-        if not line.startswith("data:"):
-            continue
+class _SSEParser:
+    """Incremental parser of OpenAI chat-completion SSE lines into StreamChunks; the
+    final chunk carries a ``CallResult`` built from the text, finish reason and usage."""
+
+    def __init__(self, request: CallRequest) -> None:
+        self.request = request
+        self.text: list[str] = []
+        self.finish: str | None = None
+        self.usage: dict[str, Any] = {}
+        self.call_id = ""
+        self.done = False
+
+    def feed(self, line: str) -> list[StreamChunk]:
+        if self.done or not line.startswith("data:"):
+            return []
         data = line[5:].strip()
         if data == "[DONE]":
-            return
+            self.done = True
+            return []
         event = json.loads(data)
+        self.call_id = event.get("id", self.call_id)
+        self.usage = event.get("usage") or self.usage
+        out = []
         for choice in event.get("choices") or []:
-            delta = choice.get("delta") or {}
-            yield StreamChunk(delta.get("content") or "", (), choice.get("finish_reason"))
+            delta = (choice.get("delta") or {}).get("content") or ""
+            self.finish = choice.get("finish_reason") or self.finish
+            if delta:
+                self.text.append(delta)
+                out.append(StreamChunk(delta, ()))
+        return out
+
+    def final(self) -> StreamChunk:
+        from engine.results import CallResult, CallTimings, Usage
+
+        u = self.usage
+        result = CallResult(
+            "".join(self.text), (), self.finish or "stop", None,
+            Usage(u.get("prompt_tokens", 0), u.get("completion_tokens", 0),
+                  (u.get("prompt_tokens_details") or {}).get("cached_tokens", 0)),
+            CallTimings(0.0, None, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0, 0),
+            self.request.program_id or "", self.request.thread, self.call_id,
+        )
+        return StreamChunk("", (), self.finish or "stop", result)

@@ -81,6 +81,29 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import uvicorn
+
+    from engine import AutellixEngine, EngineConfig
+    from engine.server import ServerSettings, build_app
+
+    settings = ServerSettings(host=args.host, port=args.port, api_keys=tuple(args.api_key or ()))
+
+    async def main() -> None:
+        config = EngineConfig(model=args.model, policy=args.policy,
+                              max_num_seqs=args.max_num_seqs)
+        async with AutellixEngine(config) as eng:
+            app = build_app(eng, settings)
+            server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
+                                                   log_level="info"))
+            await server.serve()
+
+    asyncio.run(main())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autellix", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="show vLLM's logs")
@@ -123,6 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-num-seqs", type=int, default=d.max_num_seqs)
     p.add_argument("--cost", default=None, help="StepCost JSON (fit_step_cost.py)")
     p.set_defaults(func=_simulate)
+
+    p = sub.add_parser("serve", help="OpenAI-compatible, program-aware server (one engine)")
+    p.add_argument("--model", default="smollm2")
+    p.add_argument("--policy", default="atlas")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-num-seqs", type=int, default=8)
+    p.add_argument("--api-key", action="append", help="accepted bearer key (repeatable)")
+    p.set_defaults(func=_serve)
     return parser
 
 

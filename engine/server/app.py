@@ -1,0 +1,220 @@
+"""The Starlette app: OpenAI-compatible endpoints plus a program API.
+
+Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions`` (streaming with SSE
+and not; ``stream_options.include_usage``; ``response_format``), ``GET /v1/models``,
+``PUT|DELETE|GET /v1/programs/{id}``, ``GET /health``, ``GET /metrics``.
+
+Program and thread ids come from the ``X-Autellix-Program-Id`` / ``X-Autellix-Thread-Id``
+headers or the ``program_id`` / ``thread_id`` body fields; the W3C ``traceparent``
+header is passed on with the call. With API keys configured, program ids are scoped per
+key. A client that disconnects has its engine request aborted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from engine.errors import (
+    EngineNotRunningError,
+    InvalidRequestError,
+    ProgramEndedError,
+    UnknownProgramError,
+)
+from engine.server import protocol
+from engine.server.protocol import RequestError
+from engine.server.settings import ServerSettings
+
+PROGRAM_HEADER = "x-autellix-program-id"
+THREAD_HEADER = "x-autellix-thread-id"
+TRACE_HEADERS = ("traceparent", "tracestate")
+
+
+def build_app(engine: Any, settings: ServerSettings | None = None) -> Starlette:
+    """The server for a started ``AutellixEngine``."""
+    settings = settings or ServerSettings()
+    server = _Server(engine, settings)
+    routes = [
+        Route("/health", server.health),
+        Route("/metrics", server.metrics),
+        Route("/v1/models", server.models),
+        Route("/v1/chat/completions", server.chat, methods=["POST"]),
+        Route("/v1/completions", server.completions, methods=["POST"]),
+        Route("/v1/programs/{program_id}", server.program, methods=["GET", "PUT", "DELETE"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={RequestError: _request_error})
+    app.state.server = server
+    return app
+
+
+async def _request_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestError)
+    return JSONResponse(exc.body(), status_code=exc.status)
+
+
+class _Server:
+    def __init__(self, engine: Any, settings: ServerSettings) -> None:
+        self.engine, self.settings = engine, settings
+        self.counters = {"requests": 0, "errors": 0, "aborted": 0}
+
+    # -- helpers --------------------------------------------------------------------------
+    def _scope(self, request: Request) -> str:
+        """A short id of the caller's key ("anon" without keys); raises 401."""
+        if not self.settings.api_keys:
+            return "anon"
+        auth = request.headers.get("authorization", "")
+        key = auth[7:] if auth.lower().startswith("bearer ") else ""
+        if key not in self.settings.api_keys:
+            raise RequestError("Invalid or missing API key", status=401, code="invalid_api_key")
+        return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+    def _internal_id(self, scope: str, program_id: str) -> str:
+        return f"{scope}/{program_id}"
+
+    async def _json(self, request: Request) -> Any:
+        length = request.headers.get("content-length")
+        if length is not None and int(length) > self.settings.max_body_bytes:
+            raise RequestError("Request body too large", status=413)
+        body = b""
+        async for part in request.stream():
+            body += part
+            if len(body) > self.settings.max_body_bytes:
+                raise RequestError("Request body too large", status=413)
+        try:
+            return json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise RequestError(f"Malformed JSON: {e}") from None
+
+    # -- endpoints ------------------------------------------------------------------------
+    async def health(self, request: Request) -> Response:
+        if not self.engine.is_running:
+            return JSONResponse({"status": "down"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    async def models(self, request: Request) -> Response:
+        self._scope(request)
+        name = self.engine.model_name
+        return JSONResponse({"object": "list", "data": [
+            {"id": name, "object": "model", "owned_by": "autellix"}]})
+
+    async def metrics(self, request: Request) -> Response:
+        programs = self.engine.programs()
+        lines = [
+            "# TYPE autellix_programs gauge", f"autellix_programs {len(programs)}",
+            "# TYPE autellix_active_calls gauge",
+            f"autellix_active_calls {sum(len(p.active_threads) for p in programs)}",
+        ]
+        for name, value in self.counters.items():
+            lines += [f"# TYPE autellix_{name}_total counter", f"autellix_{name}_total {value}"]
+        return PlainTextResponse("\n".join(lines) + "\n",
+                                 media_type="text/plain; version=0.0.4")
+
+    async def program(self, request: Request) -> Response:
+        scope = self._scope(request)
+        external = request.path_params["program_id"]
+        pid = self._internal_id(scope, external)
+        if request.method == "PUT":
+            self.engine.ensure_program(pid)
+        elif request.method == "DELETE":
+            try:
+                snap = self.engine.end_program(pid)
+            except UnknownProgramError:
+                raise RequestError(f"No program {external!r}", status=404) from None
+            return JSONResponse(_snapshot(snap, external))
+        snap = self.engine.table.get(pid)
+        if snap is None:
+            raise RequestError(f"No program {external!r}", status=404)
+        return JSONResponse(_snapshot(snap, external))
+
+    async def chat(self, request: Request) -> Response:
+        return await self._complete(request, chat=True)
+
+    async def completions(self, request: Request) -> Response:
+        return await self._complete(request, chat=False)
+
+    async def _complete(self, request: Request, *, chat: bool) -> Response:
+        self.counters["requests"] += 1
+        scope = self._scope(request)
+        parsed = protocol.parse_request(
+            await self._json(request), chat=chat, model=self.engine.model_name,
+            max_tokens_limit=self.settings.max_tokens_limit)
+        external = request.headers.get(PROGRAM_HEADER) or parsed.program_id
+        pid = self._internal_id(scope, external) if external else None
+        if pid is not None:
+            self.engine.ensure_program(pid)
+        thread = request.headers.get(THREAD_HEADER) or parsed.thread
+        trace = {h: request.headers[h] for h in TRACE_HEADERS if h in request.headers}
+        stream = self.engine.stream(parsed.prompt, program_id=pid, thread=thread,
+                                    trace_context=trace, **parsed.params)
+        rid, model = protocol.new_id(chat), self.engine.model_name
+        try:
+            first = await anext(stream)  # validation errors surface here, before any byte
+        except (InvalidRequestError, ProgramEndedError) as e:
+            self.counters["errors"] += 1
+            raise RequestError(str(e)) from None
+        except EngineNotRunningError as e:
+            self.counters["errors"] += 1
+            raise RequestError(str(e), status=503) from None
+        if parsed.stream:
+            events = self._sse(first, stream, chat=chat, model=model, rid=rid,
+                               include_usage=parsed.include_usage)
+            return StreamingResponse(events, media_type="text/event-stream")
+        result = await self._collect(request, first, stream)
+        if result is None:
+            return Response(status_code=499)
+        body = protocol.completion_body(result, chat=chat, model=model, rid=rid)
+        body["program_id"] = external
+        return JSONResponse(body)
+
+    async def _collect(self, request: Request, first, stream: AsyncIterator):
+        """Drain a call; abort it if the client goes away meanwhile."""
+        async def drain():
+            result = first.result
+            async for chunk in stream:
+                result = chunk.result or result
+            return result
+
+        task = asyncio.ensure_future(drain())
+        while not task.done():
+            done, _ = await asyncio.wait({task}, timeout=0.5)
+            if not done and await request.is_disconnected():
+                task.cancel()
+                self.counters["aborted"] += 1
+                await stream.aclose()
+                return None
+        return task.result()
+
+    async def _sse(self, first, stream: AsyncIterator, *, chat: bool, model: str, rid: str,
+                   include_usage: bool) -> AsyncIterator[str]:
+        try:
+            chunk, is_first = first, True
+            while True:
+                body = protocol.chunk_body(chunk.text, chunk.finish_reason, chat=chat,
+                                           model=model, rid=rid, first=is_first)
+                yield f"data: {json.dumps(body)}\n\n"
+                if chunk.result is not None:
+                    if include_usage:
+                        tail = protocol.chunk_body("", None, chat=chat, model=model, rid=rid)
+                        tail["choices"] = []
+                        tail["usage"] = protocol.usage(chunk.result)
+                        yield f"data: {json.dumps(tail)}\n\n"
+                    break
+                chunk, is_first = await anext(stream), False
+            yield "data: [DONE]\n\n"
+        finally:
+            await stream.aclose()  # a disconnected client lands here: the call is aborted
+
+
+def _snapshot(snap: Any, external: str) -> dict[str, Any]:
+    return {"program_id": external, "service": snap.service, "num_calls": snap.num_calls,
+            "active_threads": list(snap.active_threads), "tokens_generated":
+            snap.tokens_generated, "queue_wait_s": snap.queue_wait_s,
+            "preemptions": snap.preemptions}

@@ -1,0 +1,155 @@
+"""The OpenAI-compatible server on loopback, over a real tiny engine."""
+
+import asyncio
+import json
+import socket
+
+import httpx
+import openai
+import pytest
+import uvicorn
+
+from autellix_lg import AutellixChatModel
+from engine.server import ServerSettings, build_app
+
+GREEDY = {"temperature": 0.0}
+
+
+async def start_server(engine, settings=None):
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(build_app(engine, settings), log_level="warning"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    return server, task, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.fixture
+async def server(atlas):
+    srv, task, url = await start_server(atlas)
+    yield url
+    srv.should_exit = True
+    await task
+
+
+@pytest.fixture
+async def keyed_server(atlas):
+    srv, task, url = await start_server(atlas, ServerSettings(api_keys=("key-a", "key-b"),
+                                                              max_body_bytes=4096))
+    yield url
+    srv.should_exit = True
+    await task
+
+
+async def test_openai_client_chat_and_completions(server):
+    client = openai.AsyncOpenAI(base_url=f"{server}/v1", api_key="unused")
+    chat = await client.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=8, **GREEDY)
+    assert chat.choices[0].message.role == "assistant" and chat.usage.completion_tokens <= 8
+    comp = await client.completions.create(model="tiny", prompt="Once", max_tokens=5, **GREEDY)
+    assert comp.usage.completion_tokens <= 5 and isinstance(comp.choices[0].text, str)
+    models = await client.models.list()
+    assert [m.id for m in models.data] == ["tiny"]
+
+
+async def test_streaming_with_usage(server):
+    client = openai.AsyncOpenAI(base_url=f"{server}/v1", api_key="unused")
+    stream = await client.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "count"}], max_tokens=10,
+        stream=True, stream_options={"include_usage": True}, extra_body={"ignore_eos": True},
+        **GREEDY)
+    text, usage, finish = [], None, None
+    async for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            text.append(choice.delta.content or "")
+            finish = choice.finish_reason or finish
+    assert usage is not None and usage.completion_tokens >= 1 and finish in ("stop", "length")
+    assert "".join(text)
+
+
+async def test_program_ids_by_header_and_the_program_api(server):
+    async with httpx.AsyncClient(base_url=server) as http:
+        for _ in range(2):
+            r = await http.post("/v1/chat/completions", headers={"X-Autellix-Program-Id": "p1"},
+                                json={"messages": [{"role": "user", "content": "x"}],
+                                      "max_tokens": 3})
+            assert r.status_code == 200 and r.json()["program_id"] == "p1"
+        stats = (await http.get("/v1/programs/p1")).json()
+        assert stats["num_calls"] == 2 and stats["active_threads"] == []
+        assert (await http.delete("/v1/programs/p1")).status_code == 200
+        assert (await http.get("/v1/programs/p1")).status_code == 404
+        assert (await http.get("/health")).json() == {"status": "ok"}
+        assert "autellix_requests_total" in (await http.get("/metrics")).text
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param"),
+    [
+        (b"{not json", 400, None),
+        (json.dumps({"messages": "hi"}).encode(), 400, "messages"),
+        (json.dumps({"messages": [{"role": "user", "content": "x"}], "max_tokens": -1}).encode(),
+         400, "max_tokens"),
+        (json.dumps({"messages": [{"role": "user", "content": "x"}], "temperature": "hot"})
+         .encode(), 400, "temperature"),
+        (json.dumps({"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]}).encode(),
+         400, "model"),
+        (json.dumps({"messages": [{"role": "user", "content": "x"}], "temperature": -3})
+         .encode(), 400, None),
+    ],
+)
+async def test_malformed_and_hostile_inputs_are_refused_cleanly(server, body, status, param):
+    async with httpx.AsyncClient(base_url=server) as http:
+        r = await http.post("/v1/chat/completions", content=body,
+                            headers={"Content-Type": "application/json"})
+        assert r.status_code == status
+        err = r.json()["error"]
+        assert err["type"] == "invalid_request_error" and err["message"]
+        if param:
+            assert err["param"] == param
+        ok = await http.post("/v1/completions", json={"prompt": "still", "max_tokens": 2})
+        assert ok.status_code == 200  # the server keeps serving
+
+
+async def test_api_keys_scope_programs_and_limit_bodies(keyed_server):
+    a = {"Authorization": "Bearer key-a"}
+    b = {"Authorization": "Bearer key-b"}
+    async with httpx.AsyncClient(base_url=keyed_server) as http:
+        assert (await http.get("/v1/models")).status_code == 401
+        r = await http.post("/v1/completions", headers={**a, "X-Autellix-Program-Id": "mine"},
+                            json={"prompt": "x", "max_tokens": 2})
+        assert r.status_code == 200
+        assert (await http.get("/v1/programs/mine", headers=a)).status_code == 200
+        assert (await http.get("/v1/programs/mine", headers=b)).status_code == 404
+        assert (await http.delete("/v1/programs/mine", headers=b)).status_code == 404
+        big = await http.post("/v1/completions", headers=a,
+                              json={"prompt": "x" * 10_000, "max_tokens": 2})
+        assert big.status_code == 413
+
+
+async def test_a_disconnecting_streaming_client_has_its_request_aborted(server, atlas):
+    async with httpx.AsyncClient(base_url=server) as http:
+        async with http.stream("POST", "/v1/completions",
+                               json={"prompt": "go", "max_tokens": 900, "stream": True,
+                                     "ignore_eos": True}) as resp:
+            seen = 0
+            async for line in resp.aiter_lines():
+                seen += line.startswith("data:")
+                if seen >= 3:
+                    break
+    for _ in range(500):
+        if atlas._llm.get_num_unfinished_requests() == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert atlas._llm.get_num_unfinished_requests() == 0
+
+
+async def test_autellix_chat_model_against_the_server(server):
+    llm = AutellixChatModel(model="tiny", base_url=server, max_tokens=6, temperature=0.0)
+    msg = await llm.ainvoke("hello", config={"metadata": {"autellix_program_id": "remote"}})
+    assert msg.usage_metadata["output_tokens"] >= 1
+    assert msg.response_metadata["finish_reason"] in ("stop", "length")
+    chunks = [c async for c in llm.astream("again")]
+    assert sum(1 for c in chunks if c.usage_metadata) == 1
