@@ -57,15 +57,23 @@ class AutellixEngine:
     Keyword arguments override fields of ``config``.
     """
 
-    def __init__(self, config: EngineConfig | None = None, **overrides: Any) -> None:
+    def __init__(
+        self, config: EngineConfig | None = None, *, table: ProcessTable | None = None,
+        replica_id: int | None = None, **overrides: Any,
+    ) -> None:
         base = config or EngineConfig()
         if overrides:
             base = EngineConfig(**{**base.__dict__, **overrides})
         self.config = base
         self.policy = create_policy(base.policy, base.policy_config)
-        self.table = ProcessTable(
-            self.policy.updated_program_service, ttl_s=base.policy_config.program_ttl_s
-        )
+        # A pool of replicas passes one shared table: a program's service counts
+        # wherever its calls ran.
+        if table is None:
+            table = ProcessTable(
+                self.policy.updated_program_service, ttl_s=base.policy_config.program_ttl_s
+            )
+        self.table = table
+        self.replica_id = replica_id
         self._llm: Any = None
         self._tokenizer: Any = None
         self._gc_task: asyncio.Task | None = None
@@ -205,7 +213,7 @@ class AutellixEngine:
         sampling = self._sampling_params(max_tokens, json_schema, params)
         one_off = program_id is None
         pid = program_id or f"call-{uuid.uuid4().hex}"
-        ticket = self.table.begin_call(pid, thread)
+        ticket = self.table.begin_call(pid, thread, replica_id=self.replica_id)
         traceparent = (trace_context or {}).get("traceparent")
         tag = ProgramTag(pid, thread, ticket.program_service, ticket.program_wait, traceparent)
         sampling.extra_args = tag.to_extra_args()

@@ -1,0 +1,129 @@
+"""Several embedded engine replicas behind one process table and a router.
+
+``EnginePool`` has the engine's API (``program``, ``generate``, ``stream``,
+``programs``...), so the chat model and the server take it in place of one engine. Each
+replica is its own vLLM engine process with its own scheduler; the front end keeps one
+``ProcessTable`` for all of them, so a program's service counts wherever its calls ran,
+and routes each call with ``engine.policy.routing`` (default: the paper's locality
+balancer, Algorithm 2).
+
+Faults: a call that fails because its replica's engine is down marks the replica
+unhealthy (its pinned programs are re-pinned) and is retried on another replica when it
+had produced no token yet; otherwise it fails with ``EngineNotRunningError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from engine.api import AutellixEngine, Program
+from engine.config import EngineConfig
+from engine.errors import EngineNotRunningError
+from engine.policy import ProcessTable, ProgramSnapshot, create_policy
+from engine.policy.routing import RouteInfo, create_router
+from engine.results import CallResult, StreamChunk
+
+logger = logging.getLogger(__name__)
+
+
+class EnginePool:
+    """``replicas`` embedded engines of one configuration, routed by ``routing``."""
+
+    def __init__(self, config: EngineConfig, replicas: int = 2, routing: str = "locality",
+                 threshold: int | None = None) -> None:
+        policy = create_policy(config.policy, config.policy_config)
+        self.config = config
+        self.table = ProcessTable(policy.updated_program_service,
+                                  ttl_s=config.policy_config.program_ttl_s)
+        self.replicas = [AutellixEngine(config, table=self.table, replica_id=i)
+                         for i in range(replicas)]
+        self.router = create_router(routing, replicas)
+        if threshold is not None and hasattr(self.router, "threshold"):
+            self.router.threshold = threshold
+
+    # -- lifecycle --------------------------------------------------------------------
+    async def start(self) -> EnginePool:
+        for eng in self.replicas:  # one at a time: 2 cores, and clearer errors
+            await eng.start()
+        return self
+
+    async def aclose(self) -> None:
+        for eng in self.replicas:
+            await eng.aclose()
+
+    async def __aenter__(self) -> EnginePool:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- the engine API ---------------------------------------------------------------
+    @property
+    def model_name(self) -> str:
+        return self.config.model
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self.replicas[0].loop
+
+    @property
+    def is_running(self) -> bool:
+        return any(eng.is_running for eng in self.replicas)
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._healthy()[0].tokenizer
+
+    def program(self, program_id: str | None = None) -> Program:
+        return Program(self, self.table.start_program(program_id))  # type: ignore[arg-type]
+
+    def ensure_program(self, program_id: str) -> None:
+        self.replicas[0].ensure_program(program_id)
+
+    def end_program(self, program_id: str) -> ProgramSnapshot:
+        if hasattr(self.router, "forget"):
+            self.router.forget(program_id)
+        return self.table.end_program(program_id)
+
+    def programs(self) -> list[ProgramSnapshot]:
+        return self.table.snapshot()
+
+    async def generate(self, prompt: Any, **kwargs: Any) -> CallResult:
+        result = None
+        async for chunk in self.stream(prompt, **kwargs):
+            result = chunk.result or result
+        assert result is not None
+        return result
+
+    async def stream(self, prompt: Any, *, program_id: str | None = None,
+                     **kwargs: Any) -> AsyncIterator[StreamChunk]:
+        """Route one call (see ``AutellixEngine.stream`` for the arguments)."""
+        prompt_ids = self._healthy()[0]._encode(prompt)
+        route = RouteInfo(program_id or "", len(prompt_ids))
+        for _attempt in range(len(self.replicas)):
+            index = self.router.select(route)
+            started = False
+            try:
+                async for chunk in self.replicas[index].stream(prompt_ids, program_id=program_id,
+                                                                **kwargs):
+                    started = True
+                    yield chunk
+                return
+            except EngineNotRunningError:
+                logger.warning("Replica %d is down; leaving the pool", index)
+                self.router.set_health(index, False)
+                if started or not any(self.router.healthy):
+                    raise
+            finally:
+                self.router.done(index)
+        raise EngineNotRunningError("No replica could serve the call")
+
+    def _healthy(self) -> list[AutellixEngine]:
+        alive = [e for i, e in enumerate(self.replicas) if self.router.healthy[i] and
+                 e.is_running]
+        if not alive:
+            raise EngineNotRunningError("No replica of the pool is running")
+        return alive
