@@ -94,7 +94,13 @@ def _serve(args: argparse.Namespace) -> int:
     async def main() -> None:
         config = EngineConfig(model=args.model, policy=args.policy,
                               max_num_seqs=args.max_num_seqs)
-        async with AutellixEngine(config) as eng:
+        if args.replicas > 1:
+            from engine.pool import EnginePool
+
+            engine = EnginePool(config, replicas=args.replicas, routing=args.routing)
+        else:
+            engine = AutellixEngine(config)
+        async with engine as eng:
             app = build_app(eng, settings)
             server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                                    log_level="info"))
@@ -154,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-num-seqs", type=int, default=8)
     p.add_argument("--api-key", action="append", help="accepted bearer key (repeatable)")
+    p.add_argument("--replicas", type=int, default=1, help="embedded engine replicas")
+    p.add_argument("--routing", default="locality", help="locality, least_used, round_robin")
     p.set_defaults(func=_serve)
     return parser
 

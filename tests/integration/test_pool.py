@@ -69,3 +69,24 @@ async def test_killing_a_replica_lets_the_other_programs_finish(pool):
     # New programs go to the survivor.
     after = await pool.generate("after", program_id="after", max_tokens=4, **GREEDY)
     assert after.usage.completion_tokens == 4 and pool.table.get("after").replica_ids == (0,)
+
+
+async def test_the_server_serves_a_pool(pool):
+    import httpx
+
+    from tests.integration.test_server import start_server
+
+    healthy = [i for i, ok in enumerate(pool.router.healthy) if ok]
+    srv, task, url = await start_server(pool)
+    try:
+        async with httpx.AsyncClient(base_url=url) as http:
+            for k in range(2):
+                r = await http.post("/v1/completions", headers={"X-Autellix-Program-Id": "srv"},
+                                    json={"prompt": f"hello {k}", "max_tokens": 3})
+                assert r.status_code == 200
+            stats = (await http.get("/v1/programs/srv")).json()
+            assert stats["num_calls"] == 2
+        assert set(pool.table.get("anon/srv").replica_ids) <= set(healthy)
+    finally:
+        srv.should_exit = True
+        await task
