@@ -304,7 +304,8 @@ class _Call:
         config = ensure_config()
         metadata = config.get("metadata") or {}
         callbacks = config.get("callbacks")
-        self.enclosing = callbacks.parent_run_id if isinstance(callbacks, BaseCallbackManager) else None
+        is_manager = isinstance(callbacks, BaseCallbackManager)
+        self.enclosing = callbacks.parent_run_id if is_manager else None
         handler = programs.handler()
         ctx = handler.call_context(self.enclosing, metadata.get(programs.PROGRAM_ID_KEY))
         self.thread = str(metadata.get("langgraph_checkpoint_ns")
@@ -379,7 +380,8 @@ class _Call:
             chunk_position="last",
         )
         self._end_span(res, finish_reason, text)
-        return ChatGenerationChunk(message=message, generation_info={"finish_reason": finish_reason})
+        info = {"finish_reason": finish_reason}
+        return ChatGenerationChunk(message=message, generation_info=info)
 
     def _end_span(self, res: CallResult | None, finish_reason: str, text: str) -> None:
         span = self.span

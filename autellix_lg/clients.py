@@ -231,7 +231,7 @@ async def _with_deadline(awaitable, deadline: float | None):
     remaining = deadline - time.monotonic()
     try:
         return await asyncio.wait_for(awaitable, max(remaining, 0.0))
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise CallTimeoutError("The call did not finish within its timeout") from None
 
 

@@ -129,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = BenchConfig()
     p = sub.add_parser("bench", help="run a workload suite under each policy and report")
     p.add_argument("--suite", default=d.suite, help="chatbot, react, lats or mixed")
-    p.add_argument("--rates", default=",".join(map(str, d.rates)), help="programs/s, comma-separated")
+    p.add_argument("--rates", default=",".join(map(str, d.rates)),
+                   help="programs/s, comma-separated")
     p.add_argument("--policies", default=",".join(d.policies))
     p.add_argument("--programs", type=int, default=d.num_programs, help="programs per rate")
     p.add_argument("--seed", type=int, default=d.seed)

@@ -22,7 +22,6 @@ from vllm.v1.outputs import ModelRunnerOutput
 from vllm.v1.request import Request
 from vllm.v1.structured_output import StructuredOutputManager
 
-from engine.config import EngineConfig
 from engine.models import resolve_model
 from engine.policy.config import PolicyConfig, PolicyKind
 from engine.policy.wire import ProgramTag
@@ -141,8 +140,3 @@ def fake_step(scheduler: Scheduler):
         sampled_token_ids=sampled,
     )
     return out, scheduler.update_from_output(out, runner_out)
-
-
-def engine_config_for_harness(cfg: HarnessConfig) -> EngineConfig:
-    """The EngineConfig an equivalent real engine would use (for documentation)."""
-    return EngineConfig(model="tiny", policy=cfg.policy or "fcfs", max_num_seqs=cfg.max_num_seqs)

@@ -3,7 +3,7 @@
 | suite | calls per program | prompt tokens per call | output tokens per call | source |
 |---|---|---|---|---|
 | chatbot | mean 6.66, max 80, long tail | ~256 | ~277 | ShareGPT conversations |
-| react | mean 10.75, max 70 | ~735 (long shared system prompt with tool signatures) | ~34 | BFCL v3 |
+| react | mean 10.75, max 70 | ~735 (shared system prompt, tool signatures) | ~34 | BFCL v3 |
 | lats | mean ~160, in parallel expansions | ~467 | ~73 | LATS on HotpotQA |
 
 The paper gives means and maxima, not shapes. Our choices (documented, seeded):
@@ -40,13 +40,12 @@ class SuiteShape:
     prompt_mean: float
     output_mean: float
     system_tokens: int = 0
-    calls_per_unit: int = 1
 
 
 SHAPES = {
     "chatbot": SuiteShape(6.66, 80, 256.0, 277.0),
     "react": SuiteShape(10.75, 70, 135.0, 34.0, system_tokens=600),
-    "lats": SuiteShape(16.0, 200, 467.0, 73.0, calls_per_unit=2 * LATS_WIDTH),
+    "lats": SuiteShape(16.0, 200, 467.0, 73.0),  # units: steps of 2 x LATS_WIDTH calls
 }
 PROMPT_SIGMA, OUTPUT_SIGMA = 0.6, 0.8
 

@@ -63,8 +63,10 @@ def build_graph(llm: Any):
         c: CallSpec = spec.stages[i][k]
         messages = list(task["history"])
         if spec.system_tokens and not messages:
-            messages = [SystemMessage(filler_text(spec.system_tokens, seed=zlib.crc32(spec.suite.encode())))]
-        prompt = HumanMessage(filler_text(c.prompt_tokens, seed=zlib.crc32(f"{spec.program_id}/{i}/{k}".encode())))
+            system_seed = zlib.crc32(spec.suite.encode())
+            messages = [SystemMessage(filler_text(spec.system_tokens, seed=system_seed))]
+        prompt_seed = zlib.crc32(f"{spec.program_id}/{i}/{k}".encode())
+        prompt = HumanMessage(filler_text(c.prompt_tokens, seed=prompt_seed))
         reply = await llm.ainvoke([*messages, prompt], max_tokens=c.output_tokens,
                                   ignore_eos=True)
         # Sequential stages carry the conversation on; parallel branches do not.

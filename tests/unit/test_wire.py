@@ -2,7 +2,8 @@ from engine.policy.wire import STATS_KEY, CallStats, ProgramTag
 
 
 def test_tag_round_trips_through_extra_args():
-    tag = ProgramTag("prog", "t3", 12.5, 4.0, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    tag = ProgramTag("prog", "t3", 12.5, 4.0, traceparent)
     assert ProgramTag.from_extra_args(tag.to_extra_args(), "req") == tag
 
 
