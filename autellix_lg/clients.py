@@ -169,13 +169,8 @@ class EmbeddedClient:
             engine_loop,
         )
         try:
-            while True:
-                item = await _with_deadline(inbox.get(), deadline)
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
+            while (chunk := _unwrap(await _with_deadline(inbox.get(), deadline))) is not None:
+                yield chunk
         finally:
             fut.cancel()  # cancels the engine-side task: vLLM aborts the request
 
@@ -193,14 +188,12 @@ class EmbeddedClient:
             while True:
                 wait = None if deadline is None else max(0.0, deadline - time.monotonic())
                 try:
-                    item = inbox.get(timeout=wait)
+                    chunk = _unwrap(inbox.get(timeout=wait))
                 except queue.Empty:
                     raise CallTimeoutError(f"The call did not finish within {timeout} s") from None
-                if item is _END:
+                if chunk is None:
                     return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
+                yield chunk
         finally:
             fut.cancel()
 
@@ -210,6 +203,15 @@ class EmbeddedClient:
     def end_program(self, program_id: str) -> None:
         if program_id in self.engine.table:
             self.engine.end_program(program_id)
+
+
+def _unwrap(item: Any) -> StreamChunk | None:
+    """A pumped item as a chunk; None at the end; an error is raised here."""
+    if item is _END:
+        return None
+    if isinstance(item, BaseException):
+        raise item
+    return item
 
 
 async def _pump(make: Callable[[], AsyncIterator[StreamChunk]], put: Callable[[Any], Any]) -> None:

@@ -129,8 +129,8 @@ class AutellixCallbackHandler(BaseCallbackHandler):
             return None
         root = self._roots[self._root_of[run_id]]
         attrs[A.PROGRAM_ID] = root.program_id
-        ctx = trace.set_span_in_context(self._nearest_span(parent)) if self._nearest_span(
-            parent) else None
+        parent_span = self._nearest_span(parent)
+        ctx = trace.set_span_in_context(parent_span) if parent_span else None
         return self.tracer.start_span(span_name, context=ctx, attributes=attrs)
 
     def _nearest_span(self, run_id: UUID | None) -> Span | None:
