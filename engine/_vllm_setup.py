@@ -59,12 +59,43 @@ def engine_args(config: EngineConfig, model: ResolvedModel) -> Any:
     )
     if config.kv_cache_bytes is not None:
         kwargs["kv_cache_memory_bytes"] = config.kv_cache_bytes
+    if resolve_preemption_mode(config) == "swap":
+        kwargs["kv_transfer_config"] = swap_transfer_config(config)
     if config.otlp_traces_endpoint:
         kwargs["otlp_traces_endpoint"] = config.otlp_traces_endpoint
     if model.dummy_weights:
         kwargs["load_format"] = "dummy"
     kwargs.update(config.vllm_kwargs)
     return AsyncEngineArgs(**kwargs)
+
+
+def resolve_preemption_mode(config: EngineConfig) -> str:
+    """``"swap"`` or ``"recompute"`` for ``config`` (``"auto"``: swap when built)."""
+    if config.preemption_mode != "auto":
+        return config.preemption_mode
+    from engine.swap import ops
+
+    if ops.backend() == "extension":
+        return "swap"
+    logger.info("preemption_mode=auto -> recompute (%s)", ops.fallback_reason())
+    return "recompute"
+
+
+def swap_transfer_config(config: EngineConfig) -> Any:
+    """vLLM's ``KVTransferConfig`` that installs our swap connector."""
+    from vllm.config import KVTransferConfig
+
+    from engine.swap.connector import POOL_BYTES_KEY
+
+    pool = config.swap_space_bytes
+    if pool is None:
+        pool = config.kv_cache_bytes if config.kv_cache_bytes is not None else 1 << 30
+    return KVTransferConfig(
+        kv_connector="AutellixSwapConnector",
+        kv_connector_module_path="engine.swap.connector",
+        kv_role="kv_both",
+        kv_connector_extra_config={POOL_BYTES_KEY: int(pool)},
+    )
 
 
 def build_async_llm(config: EngineConfig, model: ResolvedModel) -> Any:

@@ -368,6 +368,9 @@ def _timings(submitted: float, first_token: float | None, stats: CallStats | Non
         prefill_s=stats.prefill_s, decode_s=stats.decode_s,
         service=stats.service, wait=stats.wait, preemptions=stats.preemptions,
         start_level=stats.start_level, level=stats.level,
+        swaps_out=stats.swaps_out, swaps_in=stats.swaps_in,
+        swap_fallbacks=stats.swap_fallbacks, swapped_blocks=stats.swapped_blocks,
+        swap_s=stats.swap_s, host_pool_used_blocks=stats.host_pool_used_blocks,
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from engine.policy.config import PolicyConfig, PolicyKind, parse_policy
 
 MiB = 1 << 20
+PREEMPTION_MODES = ("auto", "swap", "recompute")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,15 @@ class EngineConfig:
         seed: engine seed.
         program_gc_interval_s: how often abandoned programs are collected (their TTL
             is ``policy_config.program_ttl_s``).
+        preemption_mode: what happens to a preempted call's KV cache. ``"swap"``: it is
+            copied to a host pool and back on resume (paper section 5; through our KV
+            connector and the ``csrc/`` extension); ``"recompute"``: it is dropped and
+            recomputed (vLLM V1's only mode). ``"auto"`` (default) is ``"swap"`` where
+            the swap extension is built (``autellix build-ext``), else ``"recompute"``.
+        swap_space_bytes: size of the host swap pool. Default (None): the KV cache
+            size, so the pool can hold every running call's KV at once (vLLM V0's
+            ``swap_space`` defaulted to 4 GiB per GPU). When it is full, a preempted
+            call falls back to recomputation.
         otlp_traces_endpoint: turn on vLLM's own request tracing (its ``llm_request``
             spans, parented to the caller's ``traceparent``) and export it here.
         vllm_kwargs: extra ``vllm.AsyncEngineArgs`` fields, passed through.
@@ -51,6 +61,8 @@ class EngineConfig:
     enforce_eager: bool = True
     seed: int = 0
     program_gc_interval_s: float = 30.0
+    preemption_mode: str = "auto"
+    swap_space_bytes: int | None = None
     otlp_traces_endpoint: str | None = None
     vllm_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -58,6 +70,13 @@ class EngineConfig:
         object.__setattr__(self, "policy", parse_policy(self.policy).value)
         if self.max_num_seqs < 1:
             raise ValueError(f"max_num_seqs must be >= 1, got {self.max_num_seqs}")
+        if self.preemption_mode not in PREEMPTION_MODES:
+            raise ValueError(
+                f"preemption_mode must be one of {', '.join(PREEMPTION_MODES)}, "
+                f"got {self.preemption_mode!r}"
+            )
+        if self.swap_space_bytes is not None and self.swap_space_bytes < 0:
+            raise ValueError(f"swap_space_bytes must be >= 0, got {self.swap_space_bytes}")
         if self.max_model_len < 16:
             raise ValueError(f"max_model_len must be >= 16, got {self.max_model_len}")
 

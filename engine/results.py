@@ -37,6 +37,12 @@ class CallTimings:
     preemptions: int  # times the call was evicted from the running batch
     start_level: int  # queue on arrival (0 = highest priority)
     level: int  # queue at completion
+    swaps_out: int = 0  # preemptions whose KV went to the host pool (swap mode)
+    swaps_in: int = 0  # resumptions that restored it without recomputation
+    swap_fallbacks: int = 0  # preemptions recomputed because the host pool was full
+    swapped_blocks: int = 0  # KV blocks swapped out, summed over its swaps
+    swap_s: float = 0.0  # seconds spent copying this call's KV to and from the host
+    host_pool_used_blocks: int = 0  # engine-wide: swap pool blocks in use as it ended
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,7 @@ class _ProgramAwareMixin:
         )
         self._local_calls: set[str] = set()  # calls accounted in the local table
         self._steps_since_gc = 0
+        self._steps_to_decision = 0
         logger.info("Autellix scheduler: policy=%s", self._policy.kind.value)
 
     # -- arrivals ----------------------------------------------------------------
@@ -96,13 +97,21 @@ class _ProgramAwareMixin:
 
     # -- one engine step ---------------------------------------------------------
     def schedule(self, throttle_prefills: bool = False):
-        if self._policy.preemptive:
+        if self._policy.preemptive and self._decision_due():
             self._reorder()
             self._preempt_for_waiting()
         output = super().schedule(throttle_prefills)
         self._record_step_work(output.num_scheduled_tokens)
         self._step_started = time.monotonic()
         return output
+
+    def _decision_due(self) -> bool:
+        """Multi-step scheduling: re-rank and preempt once every N steps."""
+        if self._steps_to_decision > 0:
+            self._steps_to_decision -= 1
+            return False
+        self._steps_to_decision = self._policy_config.decision_interval_steps - 1
+        return True
 
     def update_from_output(self, scheduler_output, model_runner_output):
         self._charge_step(time.monotonic())
@@ -211,12 +220,27 @@ class _ProgramAwareMixin:
     def _blocks_held(self, request: Request) -> int:
         return math.ceil(request.num_computed_tokens / self.block_size)
 
+    def _preempt_request(self, request: Request, timestamp: float, **kwargs: Any) -> None:
+        # Every preemption (ours and vLLM's own) passes here while the request still
+        # holds its blocks: the swap connector copies them out before they are reused.
+        swap = self._swap_connector()
+        if swap is not None:
+            swap.on_preempt(request, self.kv_cache_manager.get_block_ids(request.request_id)[0])
+        super()._preempt_request(request, timestamp, **kwargs)
+
+    def _swap_connector(self):
+        from engine.swap.connector import AutellixSwapConnector  # only with swap mode
+
+        return self.connector if isinstance(self.connector, AutellixSwapConnector) else None
+
     # -- completion --------------------------------------------------------------
     def _free_request(self, request: Request, delay_free_blocks: bool = False):
         kv_params, ec_params = super()._free_request(request, delay_free_blocks)
         call = self._calls.pop(request.request_id, None)
         if call is None:
             return kv_params, ec_params
+        swap = self._swap_connector() if self.connector is not None else None
+        swapped = swap.pop_call_stats(request.request_id) if swap is not None else None
         stats = CallStats(
             service=call.total_service,
             wait=call.total_wait,
@@ -231,6 +255,8 @@ class _ProgramAwareMixin:
             demotions=call.demotions,
             prefill_tokens=call.prefill_tokens,
             decode_tokens=call.decode_tokens,
+            **(vars(swapped) if swapped is not None else {}),
+            host_pool_used_blocks=swap.planner.pool.used if swap is not None else 0,
         )
         if request.request_id in self._local_calls:
             self._local_calls.discard(request.request_id)

@@ -82,6 +82,12 @@ class CallStats:
     demotions: int
     prefill_tokens: int
     decode_tokens: int
+    swaps_out: int = 0  # preemptions that swapped the KV out (swap mode)
+    swaps_in: int = 0  # resumptions that swapped it back in
+    swap_fallbacks: int = 0  # preemptions recomputed because the host pool was full
+    swapped_blocks: int = 0  # KV blocks swapped out, summed over its swaps
+    swap_s: float = 0.0  # seconds the worker spent copying this call's KV
+    host_pool_used_blocks: int = 0  # engine-wide: swap pool blocks in use as it ended
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

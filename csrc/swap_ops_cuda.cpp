@@ -1,0 +1,75 @@
+// CUDA path of the swap extension: one small upload of the view table and block
+// ids, one kernel launch, one transfer per direction (device staging <-> host).
+#include "swap_ops.h"
+
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include "swap_kernels.h"
+
+namespace autellix_swap {
+namespace {
+
+// The view table and block ids in one int64 device tensor:
+// [ptrs | strides | bytes | offsets | block ids].
+torch::Tensor upload_table(const ViewGeometry& geo, const torch::Tensor& block_ids,
+                           const torch::Device& device) {
+  const int64_t n_views = static_cast<int64_t>(geo.ptrs.size());
+  auto host = torch::empty({4 * n_views + block_ids.numel()},
+                           torch::dtype(torch::kInt64).pinned_memory(true));
+  int64_t* p = host.data_ptr<int64_t>();
+  for (int64_t v = 0; v < n_views; ++v) {
+    p[v] = static_cast<int64_t>(geo.ptrs[v]);
+    p[n_views + v] = geo.strides[v];
+    p[2 * n_views + v] = geo.bytes[v];
+    p[3 * n_views + v] = geo.offsets[v];
+  }
+  std::memcpy(p + 4 * n_views, block_ids.data_ptr<int64_t>(), block_ids.numel() * sizeof(int64_t));
+  return host.to(device, /*non_blocking=*/true);
+}
+
+ViewTable table_of(const torch::Tensor& dev, const ViewGeometry& geo) {
+  const int64_t n_views = static_cast<int64_t>(geo.ptrs.size());
+  const int64_t* d = dev.data_ptr<int64_t>();
+  return ViewTable{reinterpret_cast<const uint64_t*>(d), d + n_views, d + 2 * n_views,
+                   d + 3 * n_views, static_cast<int32_t>(n_views), geo.max_view_bytes};
+}
+
+}  // namespace
+
+void gather_blocks_cuda(const std::vector<torch::Tensor>& views, const ViewGeometry& geo,
+                        const torch::Tensor& block_ids, torch::Tensor& out) {
+  const c10::cuda::CUDAGuard guard(views[0].device());
+  auto stream = at::cuda::getCurrentCUDAStream();
+  const int64_t n_blocks = block_ids.numel();
+  const int64_t total = n_blocks * geo.slot_bytes;
+  auto dev = upload_table(geo, block_ids, views[0].device());
+  auto staging = torch::empty({total}, torch::dtype(torch::kUInt8).device(views[0].device()));
+  const ViewTable table = table_of(dev, geo);
+  C10_CUDA_CHECK(launch_gather(table, table.view_offsets + geo.ptrs.size(), n_blocks,
+                               geo.slot_bytes, static_cast<char*>(staging.data_ptr()), stream));
+  C10_CUDA_CHECK(cudaMemcpyAsync(out.data_ptr(), staging.data_ptr(), total,
+                                 cudaMemcpyDeviceToHost, stream));
+  // The caller may reuse `out` or overwrite the blocks as soon as this returns.
+  C10_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+void scatter_blocks_cuda(const torch::Tensor& src, const std::vector<torch::Tensor>& views,
+                         const ViewGeometry& geo, const torch::Tensor& block_ids) {
+  const c10::cuda::CUDAGuard guard(views[0].device());
+  auto stream = at::cuda::getCurrentCUDAStream();
+  const int64_t n_blocks = block_ids.numel();
+  const int64_t total = n_blocks * geo.slot_bytes;
+  auto dev = upload_table(geo, block_ids, views[0].device());
+  auto staging = torch::empty({total}, torch::dtype(torch::kUInt8).device(views[0].device()));
+  C10_CUDA_CHECK(cudaMemcpyAsync(staging.data_ptr(), src.data_ptr(), total,
+                                 cudaMemcpyHostToDevice, stream));
+  const ViewTable table = table_of(dev, geo);
+  C10_CUDA_CHECK(launch_scatter(table, table.view_offsets + geo.ptrs.size(), n_blocks,
+                                geo.slot_bytes, static_cast<const char*>(staging.data_ptr()),
+                                stream));
+  // `src` (a host pool slot) may be reused as soon as this returns.
+  C10_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+}  // namespace autellix_swap
