@@ -120,6 +120,19 @@ void scatter_blocks(torch::Tensor src, const std::vector<torch::Tensor>& views,
 #endif
 }
 
+// Benchmark baseline only (CUDA builds): one copy per (block, view).
+void copy_blocks_per_block(const std::vector<torch::Tensor>& views, const torch::Tensor& block_ids,
+                           torch::Tensor host, bool gather) {
+  const ViewGeometry geo = describe_views(views, block_ids);
+  check_host_buffer(host, block_ids.numel() * geo.slot_bytes, "host");
+#ifdef AUTELLIX_WITH_CUDA
+  TORCH_CHECK_VALUE(views[0].is_cuda(), "the per-block baseline is CUDA-only");
+  copy_blocks_per_block_cuda(views, geo, block_ids, host, gather);
+#else
+  TORCH_CHECK(false, "this build of the swap extension has no CUDA support");
+#endif
+}
+
 bool has_cuda() {
 #ifdef AUTELLIX_WITH_CUDA
   return true;
@@ -137,5 +150,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("scatter_blocks", &autellix_swap::scatter_blocks,
         "Scatter one host buffer back into KV blocks", pybind11::arg("src"),
         pybind11::arg("views"), pybind11::arg("block_ids"));
+  m.def("copy_blocks_per_block", &autellix_swap::copy_blocks_per_block,
+        "Benchmark baseline: one cudaMemcpyAsync per block and view", pybind11::arg("views"),
+        pybind11::arg("block_ids"), pybind11::arg("host"), pybind11::arg("gather"));
   m.def("has_cuda", &autellix_swap::has_cuda, "Whether this build has the CUDA path");
 }

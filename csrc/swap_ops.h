@@ -26,6 +26,8 @@ void gather_blocks_cuda(const std::vector<torch::Tensor>& views, const ViewGeome
                         const torch::Tensor& block_ids, torch::Tensor& out);
 void scatter_blocks_cuda(const torch::Tensor& src, const std::vector<torch::Tensor>& views,
                          const ViewGeometry& geo, const torch::Tensor& block_ids);
+void copy_blocks_per_block_cuda(const std::vector<torch::Tensor>& views, const ViewGeometry& geo,
+                                const torch::Tensor& block_ids, torch::Tensor& host, bool gather);
 #endif
 
 }  // namespace autellix_swap

@@ -72,4 +72,23 @@ void scatter_blocks_cuda(const torch::Tensor& src, const std::vector<torch::Tens
   C10_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
 
+// Baseline for benchmarks/swap_kernel.py: what vLLM's swap_blocks does, one
+// cudaMemcpyAsync per (block, view) straight between the cache and the host buffer.
+void copy_blocks_per_block_cuda(const std::vector<torch::Tensor>& views, const ViewGeometry& geo,
+                                const torch::Tensor& block_ids, torch::Tensor& host, bool gather) {
+  const c10::cuda::CUDAGuard guard(views[0].device());
+  auto stream = at::cuda::getCurrentCUDAStream();
+  const int64_t* ids = block_ids.data_ptr<int64_t>();
+  char* buffer = static_cast<char*>(host.data_ptr());
+  for (int64_t b = 0; b < block_ids.numel(); ++b) {
+    for (size_t v = 0; v < geo.ptrs.size(); ++v) {
+      char* block = reinterpret_cast<char*>(geo.ptrs[v]) + ids[b] * geo.strides[v];
+      char* slot = buffer + b * geo.slot_bytes + geo.offsets[v];
+      C10_CUDA_CHECK(gather ? cudaMemcpyAsync(slot, block, geo.bytes[v], cudaMemcpyDeviceToHost, stream)
+                            : cudaMemcpyAsync(block, slot, geo.bytes[v], cudaMemcpyHostToDevice, stream));
+    }
+  }
+  C10_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
 }  // namespace autellix_swap

@@ -16,7 +16,8 @@ from collections.abc import Iterable
 import torch
 
 
-def _dense_tail(view: torch.Tensor) -> bool:
+def dense_tail(view: torch.Tensor) -> bool:
+    """Whether each block of ``view`` (dims 1..) is one contiguous run of bytes."""
     expected = 1
     for d in range(view.dim() - 1, 0, -1):
         if view.shape[d] != 1 and view.stride(d) != expected:
@@ -26,7 +27,7 @@ def _dense_tail(view: torch.Tensor) -> bool:
 
 
 def _split_dense(view: torch.Tensor) -> list[torch.Tensor]:
-    if _dense_tail(view):
+    if dense_tail(view):
         return [view]
     out: list[torch.Tensor] = []
     for i in range(view.shape[1]):

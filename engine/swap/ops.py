@@ -25,6 +25,8 @@ from types import ModuleType
 
 import torch
 
+from engine.swap.layout import dense_tail
+
 logger = logging.getLogger(__name__)
 
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
@@ -121,11 +123,15 @@ def gather_blocks(
     views: Sequence[torch.Tensor], block_ids: torch.Tensor, out: torch.Tensor
 ) -> None:
     """``out[:n * slot_bytes] <- blocks block_ids of every view`` (synchronous)."""
+    # Checked here for both paths: a C++ exception from a JIT-built extension crashed
+    # the process on one CUDA machine (H100, torch 2.11) instead of raising.
+    _check(views, block_ids, out, "out")
+    if not len(block_ids):
+        return
     ext = _extension()
     if ext is not None:
         ext.gather_blocks(list(views), block_ids, out)
         return
-    _check(views, block_ids, out, "out")
     rows = out[: len(block_ids) * slot_bytes(views)].view(len(block_ids), -1)
     offset = 0
     for view in views:
@@ -139,11 +145,13 @@ def scatter_blocks(
     src: torch.Tensor, views: Sequence[torch.Tensor], block_ids: torch.Tensor
 ) -> None:
     """``blocks block_ids of every view <- src`` (synchronous)."""
+    _check(views, block_ids, src, "src")
+    if not len(block_ids):
+        return
     ext = _extension()
     if ext is not None:
         ext.scatter_blocks(src, list(views), block_ids)
         return
-    _check(views, block_ids, src, "src")
     rows = src[: len(block_ids) * slot_bytes(views)].view(len(block_ids), -1)
     offset = 0
     for view in views:
@@ -160,13 +168,18 @@ def scatter_blocks(
 def _check(
     views: Sequence[torch.Tensor], block_ids: torch.Tensor, buf: torch.Tensor, name: str
 ) -> None:
-    """The fallback's argument checks, with the extension's messages."""
+    """Argument checks (the extension repeats them in C++)."""
     if not views:
         raise ValueError("views must not be empty")
-    if block_ids.dtype != torch.int64 or block_ids.dim() != 1 or block_ids.device.type != "cpu":
+    ids_ok = block_ids.dtype == torch.int64 and block_ids.dim() == 1
+    if not ids_ok or block_ids.device.type != "cpu" or not block_ids.is_contiguous():
         raise ValueError("block_ids must be a contiguous 1-D int64 CPU tensor")
     if buf.dtype != torch.uint8 or not buf.is_contiguous() or buf.device.type != "cpu":
         raise ValueError(f"{name} must be a contiguous uint8 CPU tensor")
+    if any(v.device != views[0].device for v in views):
+        raise ValueError("all views must be on one device")
+    if not all(dense_tail(v) for v in views):
+        raise ValueError("every view must be contiguous inside a block (see engine.swap.layout)")
     blocks = min(v.shape[0] for v in views)
     if len(block_ids) and (int(block_ids.min()) < 0 or int(block_ids.max()) >= blocks):
         raise ValueError(f"block id out of range [0, {blocks})")

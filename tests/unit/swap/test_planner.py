@@ -1,0 +1,88 @@
+from engine.swap.planner import SwapOp, SwapPlanner
+
+BS = 16
+
+
+def test_preempt_then_resume_swaps_out_and_back_in():
+    p = SwapPlanner(pool_blocks=8, block_size=BS)
+    assert p.preempted("a", num_computed_tokens=40, block_ids=[7, 3, 9, 11])
+    step = p.take_step()
+    assert step.swap_out == [SwapOp("a", (7, 3, 9), 0)]  # ceil(40/16) = 3 blocks
+    assert p.pool.used == 3
+    # Resume with 41 tokens, no local prefix hit: restore all 40 computed tokens.
+    assert p.offer("a", num_tokens=41, num_local_tokens=0) == 40
+    p.resumed("a", block_ids=[1, 2, 5], num_external_tokens=40)
+    step = p.take_step()
+    assert step.swap_in == [SwapOp("a", (1, 2, 5), 0)]
+    assert p.pool.used == 0  # released after the step that swaps it in
+    stats = p.pop_stats("a")
+    assert (stats.swaps_out, stats.swaps_in, stats.swapped_blocks) == (1, 1, 3)
+
+
+def test_local_prefix_hit_swaps_in_only_the_rest():
+    p = SwapPlanner(pool_blocks=8, block_size=BS)
+    p.preempted("a", 50, [4, 5, 6, 7])
+    p.take_step()
+    assert p.offer("a", num_tokens=51, num_local_tokens=32) == 18
+    p.resumed("a", [4, 5, 8, 9], num_external_tokens=18)
+    # Host slots 2..3 (tokens 32..49) go to the call's 3rd and 4th blocks.
+    assert p.take_step().swap_in == [SwapOp("a", (8, 9), 2)]
+
+
+def test_one_token_is_always_left_to_compute():
+    p = SwapPlanner(pool_blocks=8, block_size=BS)
+    p.preempted("a", 32, [0, 1])
+    p.take_step()
+    assert p.offer("a", num_tokens=32, num_local_tokens=0) == 31
+
+
+def test_full_pool_falls_back_to_recompute():
+    p = SwapPlanner(pool_blocks=2, block_size=BS)
+    assert not p.preempted("a", 48, [0, 1, 2])
+    assert p.take_step().swap_out == []
+    assert p.offer("a", 49, 0) == 0
+    assert p.pop_stats("a").swap_fallbacks == 1
+    assert not p.preempted("b", 0, [])  # nothing computed: nothing to do, no fallback
+    assert p.pop_stats("b") is None
+
+
+def test_abort_while_swapped_out_frees_the_pool_and_drops_a_pending_copy():
+    p = SwapPlanner(pool_blocks=4, block_size=BS)
+    p.preempted("a", 32, [0, 1])
+    p.finished("a")  # aborted in the same step
+    assert p.take_step().swap_out == []
+    assert p.pool.used == 0
+    p.preempted("b", 32, [0, 1])
+    p.take_step()
+    p.finished("b")  # aborted later, while swapped out
+    assert p.pool.used == 0 and not p.is_swapped_out("b")
+
+
+def test_declined_load_releases_the_extent():
+    p = SwapPlanner(pool_blocks=4, block_size=BS)
+    p.preempted("a", 32, [0, 1])
+    p.take_step()
+    p.offer("a", 33, 32)
+    p.resumed("a", [0, 1, 2], num_external_tokens=0)  # local hit covered it
+    assert p.take_step().swap_in == []
+    assert p.pool.used == 0
+
+
+def test_extents_freed_by_a_swap_in_are_reused_only_from_the_next_step():
+    p = SwapPlanner(pool_blocks=2, block_size=BS)
+    p.preempted("a", 32, [0, 1])
+    p.take_step()
+    p.offer("a", 33, 0)
+    p.resumed("a", [2, 3], 32)
+    assert not p.preempted("b", 32, [4, 5])  # a's extent still in use this step
+    p.take_step()
+    assert p.preempted("c", 32, [4, 5])
+
+
+def test_seconds_accumulate_per_call():
+    p = SwapPlanner(pool_blocks=4, block_size=BS)
+    p.preempted("a", 16, [0])
+    p.add_seconds("a", 0.25)
+    p.add_seconds("a", 0.5)
+    p.add_seconds("unknown", 1.0)
+    assert p.pop_stats("a").swap_s == 0.75
