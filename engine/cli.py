@@ -110,6 +110,21 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build_ext(args: argparse.Namespace) -> int:
+    """Compile the swap extension now (``make setup`` runs this once)."""
+    from engine.swap import ops
+
+    try:
+        ops.build(verbose=args.verbose)
+    except Exception as exc:  # noqa: BLE001 - reported, and the engine falls back
+        print(f"swap extension: build failed ({exc}); the engine will preempt by "  # noqa: T201
+              "recomputation (preemption_mode='auto') or use the PyTorch swap fallback")
+        return 0 if not args.strict else 1
+    cuda = "with CUDA" if ops._with_cuda() else "CPU only"
+    print(f"swap extension: built ({cuda}) in {ops.build_dir()}")  # noqa: T201
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autellix", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="show vLLM's logs")
@@ -118,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prepare-model", help="prepare built-in models once (cached)")
     p.add_argument("models", nargs="*", default=["smollm2"], help="smollm2, tiny")
     p.set_defaults(func=_prepare)
+
+    p = sub.add_parser("build-ext", help="compile the KV swap extension (csrc/) once")
+    p.add_argument("--strict", action="store_true", help="exit 1 when the build fails")
+    p.set_defaults(func=_build_ext)
 
     p = sub.add_parser("demo", help="concurrent programs under fcfs and atlas")
     p.add_argument("--model", default="smollm2")

@@ -126,3 +126,48 @@ def test_blast_random_programs_all_finish_complete(policy, num_blocks):
     assert {r: n for r, (_, _, n) in done.items()} == expected
     assert all(stats is not None for _, stats, _ in done.values())
     assert s._calls == {} and s.kv_cache_manager.block_pool.get_num_free_blocks() > 0
+
+
+def _preemption_steps(interval):
+    """Steps at which a stream of arrivals preempted, with priorities decided every
+    ``interval`` steps (roomy KV: every preemption is a priority decision)."""
+    rng = random.Random(99)
+    s = create_scheduler(HarnessConfig(
+        policy="atlas", max_num_seqs=4,
+        policy_config=PolicyConfig(decision_interval_steps=interval)))
+    arrivals = sorted((rng.randrange(200), i) for i in range(40))
+    steps, schedule_calls = [], [0]
+
+    def on_step(step, out):
+        steps.extend([schedule_calls[0]] * len(out.preempted_req_ids))
+        schedule_calls[0] += 1
+        arrive(schedule_calls[0])
+
+    def arrive(step):
+        while arrivals and arrivals[0][0] <= step:
+            _, i = arrivals.pop(0)
+            s.add_request(make_request(f"r{i}", rng.randrange(4, 40), rng.randrange(5, 80),
+                                       program_id=f"p{i % 8}",
+                                       program_service=rng.choice([0.0, 300.0, 5000.0]),
+                                       first_token=i * 7 + 1))
+
+    done = {}
+    while arrivals or s.has_unfinished_requests():
+        if not s.has_unfinished_requests():
+            arrive(arrivals[0][0])
+        done.update(run_until_done(s, on_step=on_step))
+    assert len(done) == 40
+    return steps
+
+
+def test_multi_step_scheduling_preempts_only_on_decision_steps():
+    every_step = _preemption_steps(1)
+    every_4th = _preemption_steps(4)
+    assert every_step, "the workload must preempt"
+    assert every_4th and all(step % 4 == 0 for step in every_4th)
+    assert len(every_4th) <= len(every_step)
+
+
+def test_decision_interval_must_be_positive():
+    with pytest.raises(ValueError, match="decision_interval_steps"):
+        PolicyConfig(decision_interval_steps=0)
