@@ -32,7 +32,7 @@ from engine.errors import (
 from engine.models import resolve_model
 from engine.policy import ProcessTable, ProgramSnapshot, create_policy
 from engine.policy.wire import CallStats, ProgramTag
-from engine.results import CallResult, CallTimings, StreamChunk, Usage
+from engine.results import CallResult, CallTimings, CallTotals, StreamChunk, Usage
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class AutellixEngine:
             )
         self.table = table
         self.replica_id = replica_id
+        self.totals = CallTotals()  # over this engine's finished calls
         self._llm: Any = None
         self._tokenizer: Any = None
         self._gc_task: asyncio.Task | None = None
@@ -277,6 +278,7 @@ class AutellixEngine:
             await gen.aclose()
 
     def _record(self, result: CallResult) -> None:
+        self.totals.add(result)
         t = result.timings
         self.table.complete_call(
             result.program_id, result.call_id, service=t.service,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,3 +68,37 @@ class StreamChunk:
     token_ids: tuple[int, ...]  # new token ids since the previous chunk
     finish_reason: str | None = None
     result: CallResult | None = None  # the whole call, on the last chunk only
+
+
+@dataclass(slots=True)
+class CallTotals:
+    """Running totals over an engine's finished calls (for benchmarks and /metrics)."""
+
+    calls: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    prompt_tokens: int = 0
+    preemptions: int = 0
+    swaps_out: int = 0
+    swaps_in: int = 0
+    swap_fallbacks: int = 0
+    swapped_blocks: int = 0
+    swap_s: float = 0.0
+    host_pool_used_blocks: int = 0  # as last reported
+
+    def add(self, result: CallResult) -> None:
+        t, u = result.timings, result.usage
+        self.calls += 1
+        self.prompt_tokens += u.prompt_tokens
+        self.completion_tokens += u.completion_tokens
+        self.cached_tokens += u.cached_tokens
+        self.preemptions += t.preemptions
+        self.swaps_out += t.swaps_out
+        self.swaps_in += t.swaps_in
+        self.swap_fallbacks += t.swap_fallbacks
+        self.swapped_blocks += t.swapped_blocks
+        self.swap_s += t.swap_s
+        self.host_pool_used_blocks = t.host_pool_used_blocks
+
+    def as_dict(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
