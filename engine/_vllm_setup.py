@@ -81,21 +81,26 @@ def resolve_preemption_mode(config: EngineConfig) -> str:
     return "recompute"
 
 
-def swap_transfer_config(config: EngineConfig) -> Any:
-    """vLLM's ``KVTransferConfig`` that installs our swap connector."""
-    from vllm.config import KVTransferConfig
-
+def swap_transfer_settings(config: EngineConfig) -> dict[str, Any]:
+    """The ``--kv-transfer-config`` (as a dict) that installs our swap connector."""
     from engine.swap.connector import POOL_BYTES_KEY
 
     pool = config.swap_space_bytes
     if pool is None:
         pool = config.kv_cache_bytes if config.kv_cache_bytes is not None else 1 << 30
-    return KVTransferConfig(
-        kv_connector="AutellixSwapConnector",
-        kv_connector_module_path="engine.swap.connector",
-        kv_role="kv_both",
-        kv_connector_extra_config={POOL_BYTES_KEY: int(pool)},
-    )
+    return {
+        "kv_connector": "AutellixSwapConnector",
+        "kv_connector_module_path": "engine.swap.connector",
+        "kv_role": "kv_both",
+        "kv_connector_extra_config": {POOL_BYTES_KEY: int(pool)},
+    }
+
+
+def swap_transfer_config(config: EngineConfig) -> Any:
+    """vLLM's ``KVTransferConfig`` that installs our swap connector."""
+    from vllm.config import KVTransferConfig
+
+    return KVTransferConfig(**swap_transfer_settings(config))
 
 
 def build_async_llm(config: EngineConfig, model: ResolvedModel) -> Any:

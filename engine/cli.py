@@ -93,11 +93,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         config = EngineConfig(model=args.model, policy=args.policy,
-                              max_num_seqs=args.max_num_seqs)
-        if args.replicas > 1:
+                              max_num_seqs=args.max_num_seqs,
+                              preemption_mode=args.preemption_mode)
+        if args.replicas > 1 or args.remote:
             from engine.pool import EnginePool
 
-            engine = EnginePool(config, replicas=args.replicas, routing=args.routing)
+            engine = EnginePool(config, replicas=args.replicas, routing=args.routing,
+                                remote_urls=args.remote or ())
         else:
             engine = AutellixEngine(config)
         async with engine as eng:
@@ -108,6 +110,23 @@ def _serve(args: argparse.Namespace) -> int:
 
     asyncio.run(main())
     return 0
+
+
+def _replica(args: argparse.Namespace) -> int:
+    """Run a remote replica: vLLM's own server with our scheduler (replaces this process)."""
+    import os
+
+    from engine import EngineConfig
+    from engine.remote import replica_command
+
+    config = EngineConfig(model=args.model, policy=args.policy, max_num_seqs=args.max_num_seqs,
+                          preemption_mode=args.preemption_mode)
+    cmd = replica_command(config, host=args.host, port=args.port)
+    if args.print_only:
+        print(" ".join(cmd))  # noqa: T201
+        return 0
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.execv(cmd[0], cmd)
 
 
 def _build_ext(args: argparse.Namespace) -> int:
@@ -173,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cost", default=None, help="StepCost JSON (fit_step_cost.py)")
     p.set_defaults(func=_simulate)
 
-    p = sub.add_parser("serve", help="OpenAI-compatible, program-aware server (one engine)")
+    p = sub.add_parser("serve", help="OpenAI-compatible, program-aware server (engine or pool)")
     p.add_argument("--model", default="smollm2")
     p.add_argument("--policy", default="atlas")
     p.add_argument("--host", default="127.0.0.1")
@@ -181,8 +200,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-num-seqs", type=int, default=8)
     p.add_argument("--api-key", action="append", help="accepted bearer key (repeatable)")
     p.add_argument("--replicas", type=int, default=1, help="embedded engine replicas")
+    p.add_argument("--remote", action="append",
+                   help="URL of a remote replica (autellix replica), repeatable")
     p.add_argument("--routing", default="locality", help="locality, least_used, round_robin")
+    p.add_argument("--preemption-mode", default="auto", help="auto, swap or recompute")
     p.set_defaults(func=_serve)
+
+    p = sub.add_parser("replica", help="a remote replica: vllm serve with our scheduler")
+    p.add_argument("--model", default="smollm2")
+    p.add_argument("--policy", default="atlas")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8100)
+    p.add_argument("--max-num-seqs", type=int, default=8)
+    p.add_argument("--preemption-mode", default="auto", help="auto, swap or recompute")
+    p.add_argument("--print-only", action="store_true", help="print the command, do not run")
+    p.set_defaults(func=_replica)
     return parser
 
 

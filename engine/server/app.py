@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,7 +30,7 @@ from engine.errors import (
     ProgramEndedError,
     UnknownProgramError,
 )
-from engine.server import protocol
+from engine.server import metrics, protocol
 from engine.server.protocol import RequestError
 from engine.server.settings import ServerSettings
 
@@ -64,6 +65,11 @@ class _Server:
     def __init__(self, engine: Any, settings: ServerSettings) -> None:
         self.engine, self.settings = engine, settings
         self.counters = {"requests": 0, "errors": 0, "aborted": 0}
+        self.call_latency = metrics.Histogram(
+            "autellix_call_latency_seconds", "Latency of completed calls (submission to end).")
+        self.program_latency = metrics.Histogram(
+            "autellix_program_latency_seconds",
+            "Latency of programs ended through the program API (start to end).")
 
     # -- helpers --------------------------------------------------------------------------
     def _scope(self, request: Request) -> str:
@@ -106,16 +112,9 @@ class _Server:
             {"id": name, "object": "model", "owned_by": "autellix"}]})
 
     async def metrics(self, request: Request) -> Response:
-        programs = self.engine.programs()
-        lines = [
-            "# TYPE autellix_programs gauge", f"autellix_programs {len(programs)}",
-            "# TYPE autellix_active_calls gauge",
-            f"autellix_active_calls {sum(len(p.active_threads) for p in programs)}",
-        ]
-        for name, value in self.counters.items():
-            lines += [f"# TYPE autellix_{name}_total counter", f"autellix_{name}_total {value}"]
-        return PlainTextResponse("\n".join(lines) + "\n",
-                                 media_type="text/plain; version=0.0.4")
+        page = metrics.render(self.engine, self.counters,
+                              [self.call_latency, self.program_latency])
+        return PlainTextResponse(page, media_type="text/plain; version=0.0.4")
 
     async def program(self, request: Request) -> Response:
         scope = self._scope(request)
@@ -128,6 +127,7 @@ class _Server:
                 snap = self.engine.end_program(pid)
             except UnknownProgramError:
                 raise RequestError(f"No program {external!r}", status=404) from None
+            self.program_latency.observe(max(0.0, time.time() - snap.created))
             return JSONResponse(_snapshot(snap, external))
         snap = self.engine.table.get(pid)
         if snap is None:
@@ -164,13 +164,16 @@ class _Server:
             self.counters["errors"] += 1
             raise RequestError(str(e), status=503) from None
         if parsed.stream:
-            events = self._sse(first, stream, chat=chat, model=model, rid=rid,
-                               include_usage=parsed.include_usage)
+            sse = self._sse_tools if parsed.tool_mode and chat else self._sse
+            events = sse(first, stream, chat=chat, model=model, rid=rid,
+                         include_usage=parsed.include_usage)
             return StreamingResponse(events, media_type="text/event-stream")
         result = await self._collect(request, first, stream)
         if result is None:
             return Response(status_code=499)
-        body = protocol.completion_body(result, chat=chat, model=model, rid=rid)
+        self.call_latency.observe(result.timings.latency_s)
+        body = protocol.completion_body(result, chat=chat, model=model, rid=rid,
+                                        tool_mode=parsed.tool_mode)
         body["program_id"] = external
         return JSONResponse(body)
 
@@ -201,6 +204,7 @@ class _Server:
                                            model=model, rid=rid, first=is_first)
                 yield f"data: {json.dumps(body)}\n\n"
                 if chunk.result is not None:
+                    self.call_latency.observe(chunk.result.timings.latency_s)
                     if include_usage:
                         tail = protocol.chunk_body("", None, chat=chat, model=model, rid=rid)
                         tail["choices"] = []
@@ -211,6 +215,33 @@ class _Server:
             yield "data: [DONE]\n\n"
         finally:
             await stream.aclose()  # a disconnected client lands here: the call is aborted
+
+
+    async def _sse_tools(self, first, stream: AsyncIterator, *, chat: bool, model: str,
+                         rid: str, include_usage: bool) -> AsyncIterator[str]:
+        """Tool mode: the envelope is parsed whole, so the message comes as one delta."""
+        try:
+            result = first.result
+            async for chunk in stream:
+                result = chunk.result or result
+        finally:
+            await stream.aclose()
+        self.call_latency.observe(result.timings.latency_s)
+        message, finish = protocol.tool_message(result.text)
+        body = protocol.chunk_body("", None, chat=True, model=model, rid=rid, first=True)
+        body["choices"][0]["delta"] = {k: v for k, v in message.items() if v is not None}
+        if "tool_calls" in message:
+            for i, call in enumerate(body["choices"][0]["delta"]["tool_calls"]):
+                call["index"] = i
+        yield f"data: {json.dumps(body)}\n\n"
+        tail = protocol.chunk_body("", finish or result.finish_reason, chat=True, model=model,
+                                   rid=rid)
+        yield f"data: {json.dumps(tail)}\n\n"
+        if include_usage:
+            usage = protocol.chunk_body("", None, chat=True, model=model, rid=rid)
+            usage["choices"], usage["usage"] = [], protocol.usage(result)
+            yield f"data: {json.dumps(usage)}\n\n"
+        yield "data: [DONE]\n\n"
 
 
 def _snapshot(snap: Any, external: str) -> dict[str, Any]:

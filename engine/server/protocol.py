@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine import tool_envelope
 from engine.results import CallResult
 
 _SAMPLING = {"temperature": float, "top_p": float, "seed": int, "presence_penalty": float,
@@ -35,6 +37,7 @@ class ParsedRequest:
     include_usage: bool = False
     program_id: str | None = None
     thread: str = "main"
+    tool_mode: bool = False  # the output is a tool-call envelope (OpenAI ``tools``)
 
 
 def parse_request(body: Any, *, chat: bool, model: str, max_tokens_limit: int) -> ParsedRequest:
@@ -48,6 +51,7 @@ def parse_request(body: Any, *, chat: bool, model: str, max_tokens_limit: int) -
     if body.get("n", 1) != 1:
         raise RequestError("Only n=1 is supported", param="n")
     prompt = _messages(body) if chat else _prompt(body)
+    tools, allow_text = _tools(body) if chat else ([], True)
     params: dict[str, Any] = {}
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     if max_tokens is not None:
@@ -79,6 +83,11 @@ def parse_request(body: Any, *, chat: bool, model: str, max_tokens_limit: int) -
             raise RequestError("stop must be a string or a list of strings", param="stop")
         params["stop"] = stop
     schema = _response_schema(body.get("response_format"))
+    if tools:
+        if schema is not None:
+            raise RequestError("tools and response_format cannot be combined", param="tools")
+        prompt = tool_envelope.with_tools_note(prompt, tools, allow_text)
+        schema = tool_envelope.tool_output_schema(tools, allow_text)
     if schema is not None:
         params["json_schema"] = schema
     stream = bool(body.get("stream", False))
@@ -90,7 +99,28 @@ def parse_request(body: Any, *, chat: bool, model: str, max_tokens_limit: int) -
         raise RequestError("program_id must be a string", param="program_id")
     thread = body.get("thread_id", "main")
     return ParsedRequest(prompt, params, stream, bool(options.get("include_usage")),
-                         program_id, str(thread))
+                         program_id, str(thread), tool_mode=bool(tools))
+
+
+def _tools(body: dict) -> tuple[list[dict], bool]:
+    """(the tools the output may call, whether a plain answer is allowed)."""
+    tools = body.get("tools")
+    if tools is None:
+        return [], True
+    if not isinstance(tools, list):
+        raise RequestError("tools must be a list", param="tools")
+    for tool in tools:
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if (not isinstance(function, dict) or tool.get("type", "function") != "function"
+                or not isinstance(function.get("name"), str) or not function["name"]):
+            raise RequestError("each tool must be {'type': 'function', 'function': "
+                               "{'name': ..., 'parameters': {...}}}", param="tools")
+        if not isinstance(function.get("parameters", {}), dict):
+            raise RequestError("tool parameters must be a JSON schema object", param="tools")
+    try:
+        return tool_envelope.selected_tools(tools, body.get("tool_choice"))
+    except ValueError as e:
+        raise RequestError(str(e), param="tool_choice") from None
 
 
 def _messages(body: dict) -> list[dict[str, str]]:
@@ -102,6 +132,10 @@ def _messages(body: dict) -> list[dict[str, str]]:
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
             raise RequestError("each message needs a string role", param="messages")
         content = m.get("content")
+        if m["role"] == "assistant" and m.get("tool_calls"):
+            content = _rendered_calls(m["tool_calls"])
+        elif content is None and m["role"] == "assistant":
+            content = ""
         if isinstance(content, list):
             texts = [p.get("text") for p in content if isinstance(p, dict)]
             if any(p.get("type") != "text" for p in content if isinstance(p, dict)):
@@ -111,6 +145,24 @@ def _messages(body: dict) -> list[dict[str, str]]:
             raise RequestError("message content must be text", param="messages")
         out.append({"role": m["role"], "content": content})
     return out
+
+
+def _rendered_calls(calls: Any) -> str:
+    """Earlier tool calls of the assistant, in the envelope the model produces."""
+    if not isinstance(calls, list):
+        raise RequestError("tool_calls must be a list", param="messages")
+    out = []
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise RequestError("each tool call needs a function name", param="messages")
+        arguments = function.get("arguments") or "{}"
+        try:
+            arguments = json.loads(arguments) if isinstance(arguments, str) else arguments
+        except json.JSONDecodeError:
+            raise RequestError("tool call arguments must be JSON", param="messages") from None
+        out.append(tool_envelope.render_call(function["name"], arguments))
+    return "\n".join(out)
 
 
 def _prompt(body: dict) -> str:
@@ -148,9 +200,24 @@ def usage(result: CallResult) -> dict[str, Any]:
             "prompt_tokens_details": {"cached_tokens": u.cached_tokens}}
 
 
-def completion_body(result: CallResult, *, chat: bool, model: str, rid: str) -> dict[str, Any]:
+def tool_message(text: str) -> tuple[dict[str, Any], str | None]:
+    """(assistant message, finish reason override) for a tool-mode output."""
+    content, calls = tool_envelope.parse_tool_output(text)
+    if not calls:
+        return {"role": "assistant", "content": content}, None
+    return {"role": "assistant", "content": None, "tool_calls": [
+        {"id": c["id"], "type": "function",
+         "function": {"name": c["name"], "arguments": json.dumps(c["args"])}}
+        for c in calls]}, "tool_calls"
+
+
+def completion_body(result: CallResult, *, chat: bool, model: str, rid: str,
+                    tool_mode: bool = False) -> dict[str, Any]:
     choice: dict[str, Any] = {"index": 0, "finish_reason": result.finish_reason}
-    if chat:
+    if chat and tool_mode:
+        choice["message"], finish = tool_message(result.text)
+        choice["finish_reason"] = finish or result.finish_reason
+    elif chat:
         choice["message"] = {"role": "assistant", "content": result.text}
     else:
         choice["text"] = result.text

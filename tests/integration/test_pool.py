@@ -17,7 +17,8 @@ THRESHOLD = 32  # tokens: small so the test's "long" prompts cross it
 
 @pytest_asyncio.fixture(scope="module")
 async def pool():
-    p = EnginePool(EngineConfig(policy="atlas", **TEST_ENGINE), replicas=2, threshold=THRESHOLD)
+    p = EnginePool(EngineConfig(policy="atlas", **TEST_ENGINE), replicas=2, threshold=THRESHOLD,
+                   health_interval_s=1.0)
     await p.start()
     yield p
     await p.aclose()
@@ -69,6 +70,17 @@ async def test_killing_a_replica_lets_the_other_programs_finish(pool):
     # New programs go to the survivor.
     after = await pool.generate("after", program_id="after", max_tokens=4, **GREEDY)
     assert after.usage.completion_tokens == 4 and pool.table.get("after").replica_ids == (0,)
+
+
+async def test_a_restarted_replica_rejoins_the_pool(pool):
+    deadline = asyncio.get_running_loop().time() + 240
+    while not (pool.router.healthy[1] and pool.replicas[1].is_running):
+        assert asyncio.get_running_loop().time() < deadline, "replica 1 did not rejoin"
+        await asyncio.sleep(1)
+    assert pool.rejoins >= 1
+    await asyncio.gather(*(pool.generate(f"back {i}", program_id=f"back-{i}", max_tokens=16,
+                                         **GREEDY) for i in range(4)))
+    assert {r for i in range(4) for r in pool.table.get(f"back-{i}").replica_ids} == {0, 1}
 
 
 async def test_the_server_serves_a_pool(pool):

@@ -13,6 +13,10 @@ from autellix_lg import AutellixChatModel
 from engine.server import ServerSettings, build_app
 
 GREEDY = {"temperature": 0.0}
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Weather of a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"]}}}
 
 
 async def start_server(engine, settings=None):
@@ -98,6 +102,11 @@ async def test_program_ids_by_header_and_the_program_api(server):
          400, "model"),
         (json.dumps({"messages": [{"role": "user", "content": "x"}], "temperature": -3})
          .encode(), 400, None),
+        (json.dumps({"messages": [{"role": "user", "content": "x"}], "tools": [{"x": 1}]})
+         .encode(), 400, "tools"),
+        (json.dumps({"messages": [{"role": "user", "content": "x"}], "tools": [WEATHER],
+                     "tool_choice": {"type": "function", "function": {"name": "nope"}}})
+         .encode(), 400, "tool_choice"),
     ],
 )
 async def test_malformed_and_hostile_inputs_are_refused_cleanly(server, body, status, param):
@@ -153,3 +162,88 @@ async def test_autellix_chat_model_against_the_server(server):
     assert msg.response_metadata["finish_reason"] in ("stop", "length")
     chunks = [c async for c in llm.astream("again")]
     assert sum(1 for c in chunks if c.usage_metadata) == 1
+
+
+async def test_tools_through_the_openai_client(server):
+    """Forced tool choice: guided decoding makes even the random tiny model call it."""
+    client = openai.AsyncOpenAI(base_url=f"{server}/v1", api_key="unused")
+    forced = {"type": "function", "function": {"name": "get_weather"}}
+    messages = [{"role": "user", "content": "Weather in Paris?"}]
+    chat = await client.chat.completions.create(
+        model="tiny", messages=messages, tools=[WEATHER], tool_choice=forced, max_tokens=200,
+        **GREEDY)
+    choice = chat.choices[0]
+    if choice.finish_reason == "tool_calls":  # a complete envelope within max_tokens
+        call = choice.message.tool_calls[0]
+        assert call.function.name == "get_weather"
+        assert isinstance(json.loads(call.function.arguments)["city"], str)
+        # The call and its result go back into the history: a second turn is accepted.
+        messages += [choice.message.model_dump(exclude_none=True),
+                     {"role": "tool", "tool_call_id": call.id, "content": "sunny"}]
+        again = await client.chat.completions.create(
+            model="tiny", messages=messages, tools=[WEATHER], max_tokens=20, **GREEDY)
+        assert again.choices[0].message.role == "assistant"
+    else:
+        assert choice.finish_reason == "length"
+    stream = await client.chat.completions.create(
+        model="tiny", messages=messages[:1], tools=[WEATHER], tool_choice=forced,
+        max_tokens=200, stream=True, **GREEDY)
+    deltas = [c async for c in stream]
+    finishes = [ch.finish_reason for c in deltas for ch in c.choices if ch.finish_reason]
+    assert finishes in (["tool_calls"], ["length"])
+    if finishes == ["tool_calls"]:
+        calls = [tc for c in deltas for ch in c.choices for tc in (ch.delta.tool_calls or [])]
+        assert calls[0].function.name == "get_weather"
+
+
+async def test_metrics_page_has_levels_replicas_latency_and_cache(server):
+    async with httpx.AsyncClient(base_url=server) as http:
+        r = await http.post("/v1/completions", headers={"X-Autellix-Program-Id": "m1"},
+                            json={"prompt": "metrics please", "max_tokens": 4})
+        assert r.status_code == 200
+        assert (await http.delete("/v1/programs/m1")).status_code == 200
+        page = (await http.get("/metrics")).text
+    for series in ('autellix_active_calls_by_level{level="0"}',
+                   'autellix_replica_inflight_calls{replica="0"}',
+                   'autellix_replica_healthy{replica="0"} 1', "autellix_prefix_cache_hit_rate",
+                   "autellix_preemptions_total", "autellix_swaps_out_total",
+                   'autellix_call_latency_seconds_bucket{le="+Inf"}',
+                   "autellix_program_latency_seconds_count 1"):
+        assert series in page, series
+    count = [line for line in page.splitlines()
+             if line.startswith("autellix_call_latency_seconds_count")]
+    assert int(count[0].split()[1]) >= 1
+
+
+async def test_a_bounded_load_of_concurrent_clients_loses_nothing(server):
+    """32 clients x 2 requests on loopback, streaming and not: every request answers
+    once, completely, and nothing is left in flight."""
+    async def client(k, http):
+        answers = []
+        for j in range(2):
+            body = {"prompt": f"client {k} req {j}", "max_tokens": 6, "ignore_eos": True,
+                    "stream": bool((k + j) % 2)}
+            headers = {"X-Autellix-Program-Id": f"load-{k}"}
+            if body["stream"]:
+                async with http.stream("POST", "/v1/completions", json=body,
+                                       headers=headers) as r:
+                    assert r.status_code == 200
+                    lines = [ln async for ln in r.aiter_lines() if ln.startswith("data:")]
+                assert lines[-1] == "data: [DONE]"
+                answers.append("stream")
+            else:
+                r = await http.post("/v1/completions", json=body, headers=headers)
+                assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 6
+                answers.append("json")
+        return answers
+
+    limits = httpx.Limits(max_connections=64)
+    async with httpx.AsyncClient(base_url=server, timeout=300, limits=limits) as http:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(client(k, http) for k in range(32))), 300)
+        assert sum(len(a) for a in results) == 64
+        for k in range(32):
+            stats = (await http.get(f"/v1/programs/load-{k}")).json()
+            assert stats["num_calls"] == 2 and stats["active_threads"] == []
+        page = (await http.get("/metrics")).text
+    assert "autellix_active_calls 0" in page

@@ -1,0 +1,103 @@
+"""A remote replica: stock ``vllm serve`` with our scheduler, mixed with an embedded one.
+
+The server is vLLM's own OpenAI server (``engine.remote.replica_command``), so these
+tests show that program metadata reaches our scheduler through ``vllm_xargs`` alone.
+"""
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import httpx
+import pytest_asyncio
+
+from engine import EngineConfig
+from engine.pool import EnginePool
+from engine.remote import RemoteReplica, replica_command
+from tests.integration.conftest import TEST_ENGINE
+
+GREEDY = dict(temperature=0.0, ignore_eos=True)
+CONFIG = EngineConfig(policy="atlas", **TEST_ENGINE)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest_asyncio.fixture(scope="module")
+async def remote_server():
+    port = _free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
+    proc = subprocess.Popen(replica_command(CONFIG, port=port), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    async with httpx.AsyncClient() as http:
+        while True:
+            assert proc.poll() is None, "vllm serve exited during start-up"
+            try:
+                if (await http.get(f"{url}/health", timeout=2)).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "vllm serve did not start in 300 s"
+            await asyncio.sleep(1)
+    yield proc, url
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(60)
+
+
+async def test_program_metadata_reaches_the_remote_scheduler(remote_server):
+    """Remote-only pool: a fresh program overtakes a saturating program with attained
+    service, which needs the program's service to arrive with each request."""
+    _, url = remote_server
+    async with RemoteReplica(url, CONFIG) as remote:
+        order = []
+
+        async def call(prog, name, prompt, n):
+            r = await prog.generate(prompt, thread=name, max_tokens=n, **GREEDY)
+            order.append(name)
+            return r
+
+        async with remote.program() as long_prog:
+            await asyncio.gather(*(call(long_prog, f"w{i}", f"warm {i}", 64) for i in range(4)))
+            longs = [asyncio.create_task(call(long_prog, f"l{i}", f"branch {i}", 300))
+                     for i in range(6)]
+            await asyncio.sleep(1.0)
+            async with remote.program() as short_prog:
+                await call(short_prog, "short", "quick", 8)
+            results = await asyncio.gather(*longs)
+        assert not any(n.startswith("l") for n in order[: order.index("short")])
+        assert all(r.usage.completion_tokens == 300 for r in results)
+        snap = remote.table.ended_snapshot(long_prog.id)
+        assert snap.service >= 300  # counted from usage; ATLAS: the longest thread
+
+
+async def test_mixed_pool_spreads_calls_and_survives_the_remote_dying(remote_server):
+    proc, url = remote_server
+    pool = EnginePool(CONFIG, replicas=1, remote_urls=[url], routing="least_used",
+                      health_interval_s=1.0)
+    async with pool:
+        outs = await asyncio.gather(*(pool.generate(f"q{i}", program_id=f"p{i}",
+                                                    max_tokens=16, **GREEDY) for i in range(4)))
+        used = {r for i in range(4) for r in pool.table.get(f"p{i}").replica_ids}
+        assert used == {0, 1}
+        assert all(o.usage.completion_tokens == 16 for o in outs)
+        remote_calls = [i for i in range(4) if pool.table.get(f"p{i}").replica_ids == (1,)]
+        assert all(pool.table.get(f"p{i}").service > 0 for i in remote_calls)
+
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        results = await asyncio.gather(*(pool.generate(f"after {i}", program_id=f"a{i}",
+                                                       max_tokens=8, **GREEDY)
+                                         for i in range(4)))
+        assert all(r.usage.completion_tokens == 8 for r in results)
+        assert not pool.router.healthy[1]
+        assert all(pool.table.get(f"a{i}").replica_ids == (0,) for i in range(4))
