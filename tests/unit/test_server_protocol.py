@@ -1,0 +1,74 @@
+"""The server's OpenAI wire handling for tools (pure; no engine)."""
+
+import json
+
+import pytest
+
+from engine.server import protocol
+from engine.server.protocol import RequestError
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "parameters": {"type": "object",
+                                          "properties": {"city": {"type": "string"}}}}}
+USER = [{"role": "user", "content": "Weather in Paris?"}]
+
+
+def parse(**body):
+    return protocol.parse_request({"messages": USER, **body}, chat=True, model="tiny",
+                                  max_tokens_limit=4096)
+
+
+def test_tools_become_a_system_note_and_a_guided_schema():
+    req = parse(tools=[WEATHER])
+    assert req.tool_mode
+    assert req.prompt[0]["role"] == "system" and "get_weather" in req.prompt[0]["content"]
+    schema = req.params["json_schema"]
+    assert {"name", "arguments"} <= set(schema["anyOf"][0]["properties"])  # auto: call or answer
+    forced = parse(tools=[WEATHER], tool_choice={"type": "function",
+                                                 "function": {"name": "get_weather"}})
+    assert forced.params["json_schema"]["properties"]["name"]["enum"] == ["get_weather"]
+    assert not parse(tools=[WEATHER], tool_choice="none").tool_mode
+
+
+def test_earlier_tool_calls_are_rendered_back_as_envelopes():
+    history = USER + [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+    ]
+    req = protocol.parse_request({"messages": history, "tools": [WEATHER]}, chat=True,
+                                 model="tiny", max_tokens_limit=4096)
+    assistant = [m for m in req.prompt if m["role"] == "assistant"][0]
+    assert json.loads(assistant["content"]) == {"name": "get_weather",
+                                                "arguments": {"city": "Paris"}}
+    assert req.prompt[-1] == {"role": "tool", "content": "sunny"}
+
+
+@pytest.mark.parametrize("body, param", [
+    ({"tools": "x"}, "tools"),
+    ({"tools": [{"type": "function"}]}, "tools"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": 3}}]}, "tools"),
+    ({"tools": [WEATHER], "tool_choice": "other"}, "tool_choice"),
+    ({"tools": [WEATHER], "response_format": {"type": "json_object"}}, "tools"),
+    ({"messages": USER + [{"role": "assistant", "tool_calls": [{"function": {
+        "name": "f", "arguments": "{bad"}}]}]}, "messages"),
+])
+def test_bad_tool_requests_are_400s(body, param):
+    with pytest.raises(RequestError) as err:
+        protocol.parse_request({"messages": USER, **body}, chat=True, model="tiny",
+                               max_tokens_limit=4096)
+    assert err.value.status == 400 and err.value.param == param
+
+
+def test_tool_outputs_become_openai_tool_calls():
+    envelope = '{"name": "get_weather", "arguments": {"city": "Oslo"}}'
+    message, finish = protocol.tool_message(envelope)
+    assert finish == "tool_calls" and message["content"] is None
+    call = message["tool_calls"][0]
+    assert call["type"] == "function" and call["id"].startswith("call_")
+    assert json.loads(call["function"]["arguments"]) == {"city": "Oslo"}
+    assert protocol.tool_message('{"response": "hello"}') == (
+        {"role": "assistant", "content": "hello"}, None)
+    assert protocol.tool_message('{"name": "get_wea') == (
+        {"role": "assistant", "content": '{"name": "get_wea'}, None)  # cut by max_tokens
