@@ -37,39 +37,37 @@ ViewTable table_of(const torch::Tensor& dev, const ViewGeometry& geo) {
 
 }  // namespace
 
-void gather_blocks_cuda(const std::vector<torch::Tensor>& views, const ViewGeometry& geo,
-                        const torch::Tensor& block_ids, torch::Tensor& out) {
+// One batched swap: gather (blocks -> staging -> host) or scatter (host -> staging ->
+// blocks). Synchronous: the caller may reuse the host buffer or the blocks at once.
+void batched_swap(const std::vector<torch::Tensor>& views, const ViewGeometry& geo,
+                  const torch::Tensor& block_ids, char* host, bool gather) {
   const c10::cuda::CUDAGuard guard(views[0].device());
   auto stream = at::cuda::getCurrentCUDAStream();
   const int64_t n_blocks = block_ids.numel();
   const int64_t total = n_blocks * geo.slot_bytes;
   auto dev = upload_table(geo, block_ids, views[0].device());
   auto staging = torch::empty({total}, torch::dtype(torch::kUInt8).device(views[0].device()));
+  char* buffer = static_cast<char*>(staging.data_ptr());
   const ViewTable table = table_of(dev, geo);
-  C10_CUDA_CHECK(launch_gather(table, table.view_offsets + geo.ptrs.size(), n_blocks,
-                               geo.slot_bytes, static_cast<char*>(staging.data_ptr()), stream));
-  C10_CUDA_CHECK(cudaMemcpyAsync(out.data_ptr(), staging.data_ptr(), total,
-                                 cudaMemcpyDeviceToHost, stream));
-  // The caller may reuse `out` or overwrite the blocks as soon as this returns.
+  const int64_t* ids = table.view_offsets + geo.ptrs.size();
+  if (gather) {
+    C10_CUDA_CHECK(launch_gather(table, ids, n_blocks, geo.slot_bytes, buffer, stream));
+    C10_CUDA_CHECK(cudaMemcpyAsync(host, buffer, total, cudaMemcpyDeviceToHost, stream));
+  } else {
+    C10_CUDA_CHECK(cudaMemcpyAsync(buffer, host, total, cudaMemcpyHostToDevice, stream));
+    C10_CUDA_CHECK(launch_scatter(table, ids, n_blocks, geo.slot_bytes, buffer, stream));
+  }
   C10_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+void gather_blocks_cuda(const std::vector<torch::Tensor>& views, const ViewGeometry& geo,
+                        const torch::Tensor& block_ids, torch::Tensor& out) {
+  batched_swap(views, geo, block_ids, static_cast<char*>(out.data_ptr()), /*gather=*/true);
 }
 
 void scatter_blocks_cuda(const torch::Tensor& src, const std::vector<torch::Tensor>& views,
                          const ViewGeometry& geo, const torch::Tensor& block_ids) {
-  const c10::cuda::CUDAGuard guard(views[0].device());
-  auto stream = at::cuda::getCurrentCUDAStream();
-  const int64_t n_blocks = block_ids.numel();
-  const int64_t total = n_blocks * geo.slot_bytes;
-  auto dev = upload_table(geo, block_ids, views[0].device());
-  auto staging = torch::empty({total}, torch::dtype(torch::kUInt8).device(views[0].device()));
-  C10_CUDA_CHECK(cudaMemcpyAsync(staging.data_ptr(), src.data_ptr(), total,
-                                 cudaMemcpyHostToDevice, stream));
-  const ViewTable table = table_of(dev, geo);
-  C10_CUDA_CHECK(launch_scatter(table, table.view_offsets + geo.ptrs.size(), n_blocks,
-                                geo.slot_bytes, static_cast<const char*>(staging.data_ptr()),
-                                stream));
-  // `src` (a host pool slot) may be reused as soon as this returns.
-  C10_CUDA_CHECK(cudaStreamSynchronize(stream));
+  batched_swap(views, geo, block_ids, static_cast<char*>(src.data_ptr()), /*gather=*/false);
 }
 
 // Baseline for benchmarks/swap_kernel.py: what vLLM's swap_blocks does, one

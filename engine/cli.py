@@ -144,6 +144,16 @@ def _build_ext(args: argparse.Namespace) -> int:
     return 0
 
 
+def _engine_flags(p: argparse.ArgumentParser, port: int) -> None:
+    """The engine and address flags that ``serve`` and ``replica`` share."""
+    p.add_argument("--model", default="smollm2")
+    p.add_argument("--policy", default="atlas")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=port)
+    p.add_argument("--max-num-seqs", type=int, default=8)
+    p.add_argument("--preemption-mode", default="auto", help="auto, swap or recompute")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autellix", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="show vLLM's logs")
@@ -193,26 +203,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_simulate)
 
     p = sub.add_parser("serve", help="OpenAI-compatible, program-aware server (engine or pool)")
-    p.add_argument("--model", default="smollm2")
-    p.add_argument("--policy", default="atlas")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--max-num-seqs", type=int, default=8)
+    _engine_flags(p, port=8000)
     p.add_argument("--api-key", action="append", help="accepted bearer key (repeatable)")
     p.add_argument("--replicas", type=int, default=1, help="embedded engine replicas")
     p.add_argument("--remote", action="append",
                    help="URL of a remote replica (autellix replica), repeatable")
     p.add_argument("--routing", default="locality", help="locality, least_used, round_robin")
-    p.add_argument("--preemption-mode", default="auto", help="auto, swap or recompute")
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("replica", help="a remote replica: vllm serve with our scheduler")
-    p.add_argument("--model", default="smollm2")
-    p.add_argument("--policy", default="atlas")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8100)
-    p.add_argument("--max-num-seqs", type=int, default=8)
-    p.add_argument("--preemption-mode", default="auto", help="auto, swap or recompute")
+    _engine_flags(p, port=8100)
     p.add_argument("--print-only", action="store_true", help="print the command, do not run")
     p.set_defaults(func=_replica)
     return parser
