@@ -112,11 +112,15 @@ class RemoteReplica(AutellixEngine):
         if not await self.check_health():
             await self.aclose()
             raise EngineNotRunningError(f"Remote replica {self.base_url} is not answering")
+        self._gc_task = asyncio.create_task(self._collect_programs())
         return self
 
     async def aclose(self) -> None:
         self._closed = True
         self._up = False
+        if self._gc_task is not None:
+            self._gc_task.cancel()
+            self._gc_task = None
         if self._client is not None:
             client, self._client = self._client, None
             await client.aclose()

@@ -98,6 +98,9 @@ async def test_mixed_pool_spreads_calls_and_survives_the_remote_dying(remote_ser
         results = await asyncio.gather(*(pool.generate(f"after {i}", program_id=f"a{i}",
                                                        max_tokens=8, **GREEDY)
                                          for i in range(4)))
-        assert all(r.usage.completion_tokens == 8 for r in results)
+        assert all(r.usage.completion_tokens == 8 for r in results)  # retried on replica 0
         assert not pool.router.healthy[1]
-        assert all(pool.table.get(f"a{i}").replica_ids == (0,) for i in range(4))
+        later = await asyncio.gather(*(pool.generate(f"later {i}", program_id=f"b{i}",
+                                                     max_tokens=4, **GREEDY) for i in range(4)))
+        assert all(r.usage.completion_tokens == 4 for r in later)
+        assert all(pool.table.get(f"b{i}").replica_ids == (0,) for i in range(4))
