@@ -164,38 +164,6 @@ async def test_autellix_chat_model_against_the_server(server):
     assert sum(1 for c in chunks if c.usage_metadata) == 1
 
 
-async def test_tools_through_the_openai_client(server):
-    """Forced tool choice: guided decoding makes even the random tiny model call it."""
-    client = openai.AsyncOpenAI(base_url=f"{server}/v1", api_key="unused")
-    forced = {"type": "function", "function": {"name": "get_weather"}}
-    messages = [{"role": "user", "content": "Weather in Paris?"}]
-    chat = await client.chat.completions.create(
-        model="tiny", messages=messages, tools=[WEATHER], tool_choice=forced, max_tokens=200,
-        **GREEDY)
-    choice = chat.choices[0]
-    if choice.finish_reason == "tool_calls":  # a complete envelope within max_tokens
-        call = choice.message.tool_calls[0]
-        assert call.function.name == "get_weather"
-        assert isinstance(json.loads(call.function.arguments)["city"], str)
-        # The call and its result go back into the history: a second turn is accepted.
-        messages += [choice.message.model_dump(exclude_none=True),
-                     {"role": "tool", "tool_call_id": call.id, "content": "sunny"}]
-        again = await client.chat.completions.create(
-            model="tiny", messages=messages, tools=[WEATHER], max_tokens=20, **GREEDY)
-        assert again.choices[0].message.role == "assistant"
-    else:
-        assert choice.finish_reason == "length"
-    stream = await client.chat.completions.create(
-        model="tiny", messages=messages[:1], tools=[WEATHER], tool_choice=forced,
-        max_tokens=200, stream=True, **GREEDY)
-    deltas = [c async for c in stream]
-    finishes = [ch.finish_reason for c in deltas for ch in c.choices if ch.finish_reason]
-    assert finishes in (["tool_calls"], ["length"])
-    if finishes == ["tool_calls"]:
-        calls = [tc for c in deltas for ch in c.choices for tc in (ch.delta.tool_calls or [])]
-        assert calls[0].function.name == "get_weather"
-
-
 async def test_metrics_page_has_levels_replicas_latency_and_cache(server):
     async with httpx.AsyncClient(base_url=server) as http:
         r = await http.post("/v1/completions", headers={"X-Autellix-Program-Id": "m1"},
