@@ -84,11 +84,15 @@ async def test_a_restarted_replica_rejoins_the_pool(pool):
 
 
 async def test_the_server_serves_a_pool(pool):
+    """OpenAI client, ChatOpenAI and a LangGraph graph end to end over two replicas."""
     import httpx
+    import openai
+    from langchain_openai import ChatOpenAI
+    from langgraph.graph import END, START, MessagesState, StateGraph
 
+    from autellix_lg import AutellixChatModel
     from tests.integration.test_server import start_server
 
-    healthy = [i for i, ok in enumerate(pool.router.healthy) if ok]
     srv, task, url = await start_server(pool)
     try:
         async with httpx.AsyncClient(base_url=url) as http:
@@ -96,9 +100,38 @@ async def test_the_server_serves_a_pool(pool):
                 r = await http.post("/v1/completions", headers={"X-Autellix-Program-Id": "srv"},
                                     json={"prompt": f"hello {k}", "max_tokens": 3})
                 assert r.status_code == 200
-            stats = (await http.get("/v1/programs/srv")).json()
-            assert stats["num_calls"] == 2
-        assert set(pool.table.get("anon/srv").replica_ids) <= set(healthy)
+            assert (await http.get("/v1/programs/srv")).json()["num_calls"] == 2
+        client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused")
+        chat = await client.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=4,
+            extra_headers={"X-Autellix-Program-Id": "oa"})
+        assert chat.usage.completion_tokens >= 1
+        lc = ChatOpenAI(base_url=f"{url}/v1", api_key="unused", model="tiny", max_tokens=4,
+                        default_headers={"X-Autellix-Program-Id": "lc"})
+        assert (await lc.ainvoke("hello")).usage_metadata["output_tokens"] >= 1
+
+        llm = AutellixChatModel(model="tiny", base_url=url, max_tokens=4, temperature=0.0)
+
+        async def ask(state: MessagesState):
+            return {"messages": [await llm.ainvoke(state["messages"])]}
+
+        builder = StateGraph(MessagesState)
+        builder.add_node("first", ask)
+        builder.add_node("second", ask)
+        builder.add_edge(START, "first")
+        builder.add_edge("first", "second")
+        builder.add_edge("second", END)
+        graph = builder.compile()
+        out = await graph.ainvoke({"messages": [("user", "go")]},
+                                  config={"metadata": {"autellix_program_id": "graph"}})
+        assert len(out["messages"]) == 3
+
+        def snapshot(pid):  # the graph's program ends with the run
+            return pool.table.get(pid) or pool.table.ended_snapshot(pid)
+
+        assert snapshot("anon/graph").num_calls == 2  # one program, both nodes' calls
+        for pid in ("anon/srv", "anon/oa", "anon/lc", "anon/graph"):
+            assert set(snapshot(pid).replica_ids) <= {0, 1}
     finally:
         srv.should_exit = True
         await task
