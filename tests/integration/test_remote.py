@@ -21,6 +21,7 @@ from tests.integration.conftest import TEST_ENGINE
 
 GREEDY = dict(temperature=0.0, ignore_eos=True)
 CONFIG = EngineConfig(policy="atlas", **TEST_ENGINE)
+LONG = 700  # tokens: long enough that no long call ends while the short one runs
 
 
 def _free_port() -> int:
@@ -68,14 +69,20 @@ async def test_program_metadata_reaches_the_remote_scheduler(remote_server):
 
         async with remote.program() as long_prog:
             await asyncio.gather(*(call(long_prog, f"w{i}", f"warm {i}", 64) for i in range(4)))
-            longs = [asyncio.create_task(call(long_prog, f"l{i}", f"branch {i}", 300))
+            longs = [asyncio.create_task(call(long_prog, f"l{i}", f"branch {i}", LONG))
                      for i in range(6)]
-            await asyncio.sleep(1.0)
+            while len(long_prog.stats().active_threads) < 6:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.3)  # four long calls run, two wait
+            done_before = set(order)
             async with remote.program() as short_prog:
                 await call(short_prog, "short", "quick", 8)
             results = await asyncio.gather(*longs)
-        assert not any(n.startswith("l") for n in order[: order.index("short")])
-        assert all(r.usage.completion_tokens == 300 for r in results)
+        running_at_submit = [f"l{i}" for i in range(6) if f"l{i}" not in done_before]
+        assert len(running_at_submit) == 6, "the long calls must still be running"
+        overtaken_by = [n for n in order[: order.index("short")] if n in running_at_submit]
+        assert overtaken_by == []
+        assert all(r.usage.completion_tokens == LONG for r in results)
         snap = remote.table.ended_snapshot(long_prog.id)
         assert snap.service >= 300  # counted from usage; ATLAS: the longest thread
 
