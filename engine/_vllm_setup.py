@@ -19,6 +19,11 @@ def on_cpu() -> bool:
     return current_platform.is_cpu()
 
 
+def resolve_dtype(config: EngineConfig) -> str:
+    """``"auto"`` is float32 on CPU (bf16 is ~4x slower on AVX2-only CPUs), else as given."""
+    return "float32" if config.dtype == "auto" and on_cpu() else config.dtype
+
+
 def scheduler_class_path(config: EngineConfig) -> str:
     """Dotted path of the scheduler class for this platform.
 
@@ -37,8 +42,7 @@ def engine_args(config: EngineConfig, model: ResolvedModel) -> Any:
 
     from engine.scheduler import scheduler_settings
 
-    cpu = on_cpu()
-    dtype = "float32" if config.dtype == "auto" and cpu else config.dtype
+    dtype = resolve_dtype(config)
     kwargs: dict[str, Any] = dict(
         model=str(model.path),
         tokenizer=str(model.path),

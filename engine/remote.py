@@ -26,7 +26,12 @@ from typing import Any
 
 import httpx
 
-from engine._vllm_setup import resolve_preemption_mode, scheduler_class_path
+from engine._vllm_setup import (
+    resolve_dtype,
+    resolve_preemption_mode,
+    scheduler_class_path,
+    swap_transfer_settings,
+)
 from engine.api import AutellixEngine
 from engine.config import EngineConfig
 from engine.errors import EngineNotRunningError, InvalidRequestError
@@ -52,7 +57,7 @@ def replica_command(config: EngineConfig, host: str = "127.0.0.1", port: int = 8
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",
         "--model", str(model.path), "--served-model-name", config.model,
         "--host", host, "--port", str(port),
-        "--dtype", "float32" if config.dtype == "auto" and _on_cpu() else config.dtype,
+        "--dtype", resolve_dtype(config),
         "--max-model-len", str(config.max_model_len),
         "--max-num-seqs", str(config.max_num_seqs),
         "--seed", str(config.seed), "--generation-config", "vllm",
@@ -70,16 +75,8 @@ def replica_command(config: EngineConfig, host: str = "127.0.0.1", port: int = 8
     if model.dummy_weights:
         cmd += ["--load-format", "dummy"]
     if resolve_preemption_mode(config) == "swap":
-        from engine._vllm_setup import swap_transfer_settings
-
         cmd += ["--kv-transfer-config", json.dumps(swap_transfer_settings(config))]
     return cmd
-
-
-def _on_cpu() -> bool:
-    from engine._vllm_setup import on_cpu
-
-    return on_cpu()
 
 
 class RemoteReplica(AutellixEngine):

@@ -61,6 +61,7 @@ class _ProgramAwareMixin:
         self._local_calls: set[str] = set()  # calls accounted in the local table
         self._steps_since_gc = 0
         self._steps_to_decision = 0
+        self._swap = self._find_swap_connector()  # vLLM's __init__ built self.connector
         logger.info("Autellix scheduler: policy=%s", self._policy.kind.value)
 
     # -- arrivals ----------------------------------------------------------------
@@ -223,12 +224,15 @@ class _ProgramAwareMixin:
     def _preempt_request(self, request: Request, timestamp: float, **kwargs: Any) -> None:
         # Every preemption (ours and vLLM's own) passes here while the request still
         # holds its blocks: the swap connector copies them out before they are reused.
-        swap = self._swap_connector()
-        if swap is not None:
-            swap.on_preempt(request, self.kv_cache_manager.get_block_ids(request.request_id)[0])
+        if self._swap is not None:
+            block_ids = self.kv_cache_manager.get_block_ids(request.request_id)[0]
+            self._swap.on_preempt(request, block_ids)
         super()._preempt_request(request, timestamp, **kwargs)
 
-    def _swap_connector(self):
+    def _find_swap_connector(self):
+        """Our swap connector when vLLM built one (swap mode), else None."""
+        if self.connector is None:
+            return None
         from engine.swap.connector import AutellixSwapConnector  # only with swap mode
 
         return self.connector if isinstance(self.connector, AutellixSwapConnector) else None
@@ -239,7 +243,7 @@ class _ProgramAwareMixin:
         call = self._calls.pop(request.request_id, None)
         if call is None:
             return kv_params, ec_params
-        swap = self._swap_connector() if self.connector is not None else None
+        swap = self._swap
         swapped = swap.pop_call_stats(request.request_id) if swap is not None else None
         stats = CallStats(
             service=call.total_service,
