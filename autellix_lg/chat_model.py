@@ -32,6 +32,8 @@ from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
+from autellix_engine.errors import EngineNotRunningError
+from autellix_engine.results import CallResult
 from autellix_lg import _convert, programs
 from autellix_lg.clients import (
     CallRequest,
@@ -43,8 +45,6 @@ from autellix_lg.clients import (
 )
 from autellix_lg.telemetry import attributes as A
 from autellix_lg.telemetry.setup import configure_tracing
-from engine.errors import EngineNotRunningError
-from engine.results import CallResult
 
 PROVIDER = "autellix"
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -69,7 +69,7 @@ class AutellixChatModel(BaseChatModel):
 
     Engines: by default one embedded engine per process and configuration, built from
     ``model``, ``policy`` and ``engine_config`` on first use; or pass a started
-    ``engine``; or ``base_url`` for a remote Autellix server.
+    ``autellix_engine``; or ``base_url`` for a remote Autellix server.
     """
 
     model_name: str = Field(default="smollm2", alias="model")
@@ -256,7 +256,7 @@ class AutellixChatModel(BaseChatModel):
             key = self.api_key.get_secret_value() if self.api_key else None
             client = RemoteClient(self.base_url, key, self.model_name, self.policy)
         else:
-            from engine.config import EngineConfig
+            from autellix_engine.config import EngineConfig
 
             config = EngineConfig(model=self.model_name, policy=self.policy, **self.engine_config)
             client = EmbeddedClient.from_config(config)

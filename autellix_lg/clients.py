@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from engine.errors import AutellixError
-from engine.results import StreamChunk
+from autellix_engine.errors import AutellixError
+from autellix_engine.results import StreamChunk
 
 
 class EngineUnavailableError(AutellixError, ConnectionError):
@@ -77,7 +77,7 @@ class _EngineHost:
         return self._loop
 
     def engine(self, config: Any) -> Any:
-        from engine.api import AutellixEngine
+        from autellix_engine.api import AutellixEngine
 
         key = repr(config)
         with self._lock:
@@ -373,7 +373,7 @@ class _SSEParser:
         return out
 
     def final(self) -> StreamChunk:
-        from engine.results import CallResult, CallTimings, Usage
+        from autellix_engine.results import CallResult, CallTimings, Usage
 
         u = self.usage
         result = CallResult(

@@ -21,7 +21,7 @@ import sys
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
 
-from engine import AutellixEngine, EngineConfig  # noqa: E402
+from autellix_engine import AutellixEngine, EngineConfig  # noqa: E402
 
 
 def least_squares(xs: list[float], ys: list[float]) -> tuple[float, float]:

@@ -25,9 +25,9 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
 
-from engine import EngineConfig  # noqa: E402
-from engine.pool import EnginePool  # noqa: E402
-from workloads.metrics import percentile  # noqa: E402
+from autellix_engine import EngineConfig  # noqa: E402
+from autellix_engine.pool import EnginePool  # noqa: E402
+from autellix_workloads.metrics import percentile  # noqa: E402
 
 MiB = 1 << 20
 

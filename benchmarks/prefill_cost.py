@@ -19,7 +19,7 @@ import sys
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
 
-from engine import AutellixEngine, EngineConfig  # noqa: E402
+from autellix_engine import AutellixEngine, EngineConfig  # noqa: E402
 
 
 async def main_async(args) -> None:

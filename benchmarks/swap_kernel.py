@@ -3,7 +3,7 @@
 For ``--blocks`` random KV blocks of a Llama-8B-shaped cache (32 layers, 8 KV heads,
 head size 128, block size 16, bf16: 2 MiB per block over all layers, K and V):
 
-- ``batched``: ``engine.swap.ops`` (one gather kernel into a device staging buffer
+- ``batched``: ``autellix_engine.swap.ops`` (one gather kernel into a device staging buffer
   plus one transfer; the reverse for swap-in);
 - ``per_block``: one ``cudaMemcpyAsync`` per (block, layer, K/V), as vLLM's
   ``swap_blocks`` does (the extension's ``copy_blocks_per_block`` baseline);
@@ -26,8 +26,8 @@ import time
 
 import torch
 
-from engine.swap import ops
-from engine.swap.layout import cache_views
+from autellix_engine.swap import ops
+from autellix_engine.swap.layout import cache_views
 
 
 def _time(fn, repeats: int) -> float:

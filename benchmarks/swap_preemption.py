@@ -21,10 +21,10 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
 
-from engine import AutellixEngine, EngineConfig, PolicyConfig  # noqa: E402
-from workloads.bench import run_rate  # noqa: E402
-from workloads.generators import generate  # noqa: E402
-from workloads.metrics import summarize  # noqa: E402
+from autellix_engine import AutellixEngine, EngineConfig, PolicyConfig  # noqa: E402
+from autellix_workloads.bench import run_rate  # noqa: E402
+from autellix_workloads.generators import generate  # noqa: E402
+from autellix_workloads.metrics import summarize  # noqa: E402
 
 MiB = 1 << 20
 #: name -> (preemption_mode, decision_interval_steps)
@@ -38,7 +38,7 @@ VARIANTS = {
 
 async def run_variant(name: str, args: argparse.Namespace) -> dict:
     from autellix_lg import AutellixChatModel
-    from workloads.graph import build_graph
+    from autellix_workloads.graph import build_graph
 
     mode, interval = VARIANTS[name]
     config = EngineConfig(

@@ -1,6 +1,6 @@
 """Validate the simulator against the real engine: same workload, same seed.
 
-Runs a suite on the real embedded engine under each policy (``workloads.bench``) and
+Runs a suite on the real embedded engine under each policy (``autellix_workloads.bench``) and
 simulates the very same programs with the fitted step-cost model; prints mean program
 latency (response time) and mean program token latency for both, and their ratio.
 Target (issue #4): simulated mean program latency within 15% of the engine's.
@@ -22,10 +22,10 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
 
-from engine.sim.des import SimConfig, StepCost, simulate  # noqa: E402
-from workloads.bench import BenchConfig, run_bench  # noqa: E402
-from workloads.generators import generate  # noqa: E402
-from workloads.metrics import ProgramOutcome  # noqa: E402
+from autellix_engine.sim.des import SimConfig, StepCost, simulate  # noqa: E402
+from autellix_workloads.bench import BenchConfig, run_bench  # noqa: E402
+from autellix_workloads.generators import generate  # noqa: E402
+from autellix_workloads.metrics import ProgramOutcome  # noqa: E402
 
 FIELDS = [f.name for f in dataclasses.fields(ProgramOutcome)]
 

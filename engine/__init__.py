@@ -1,6 +1,6 @@
 """Embedded program-aware vLLM engine (Autellix's PLAS/ATLAS scheduling).
 
-``engine.policy`` (pure scheduling logic) imports without vLLM; the engine itself
+``autellix_engine.policy`` (pure scheduling logic) imports without vLLM; the engine itself
 is imported lazily so that policy code and the simulator stay light.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from engine.config import EngineConfig
-from engine.errors import (
+from autellix_engine.config import EngineConfig
+from autellix_engine.errors import (
     AutellixError,
     EngineNotRunningError,
     InvalidRequestError,
@@ -18,11 +18,11 @@ from engine.errors import (
     PromptTooLongError,
     UnknownProgramError,
 )
-from engine.policy import PolicyConfig, ProgramSnapshot
-from engine.results import CallResult, CallTimings, StreamChunk, Usage
+from autellix_engine.policy import PolicyConfig, ProgramSnapshot
+from autellix_engine.results import CallResult, CallTimings, StreamChunk, Usage
 
 if TYPE_CHECKING:
-    from engine.api import AutellixEngine, Program
+    from autellix_engine.api import AutellixEngine, Program
 
 __all__ = [
     "AutellixEngine",
@@ -44,9 +44,20 @@ __all__ = [
 ]
 
 
+#: The vLLM scheduler classes under short, stable names for ``--scheduler-cls``:
+#: ``autellix_engine.AutellixScheduler`` (no async scheduling: the CPU build) and
+#: ``autellix_engine.AutellixAsyncScheduler`` (vLLM's GPU default). Imported lazily:
+#: they need vLLM.
+SCHEDULER_CLASSES = ("AutellixScheduler", "AutellixAsyncScheduler")
+
+
 def __getattr__(name: str) -> Any:
     if name in ("AutellixEngine", "Program"):
-        from engine import api
+        from autellix_engine import api
 
         return getattr(api, name)
-    raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    if name in SCHEDULER_CLASSES:
+        from autellix_engine import scheduler
+
+        return getattr(scheduler, name)
+    raise AttributeError(f"module 'autellix_engine' has no attribute {name!r}")

@@ -6,9 +6,9 @@ import logging
 import os
 from typing import Any
 
-from engine.config import EngineConfig
-from engine.models import ResolvedModel
-from engine.policy.config import PolicyKind
+from autellix_engine.config import EngineConfig
+from autellix_engine.models import ResolvedModel
+from autellix_engine.policy.config import PolicyKind
 
 logger = logging.getLogger(__name__)
 
@@ -32,15 +32,15 @@ def scheduler_class_path(config: EngineConfig) -> str:
     vLLM's ~78% latency regression for ``Scheduler`` subclasses (vLLM PR #43724).
     """
     if on_cpu() or config.vllm_kwargs.get("async_scheduling") is False:
-        return "engine.scheduler.AutellixScheduler"
-    return "engine.scheduler.AutellixAsyncScheduler"
+        return "autellix_engine.scheduler.AutellixScheduler"
+    return "autellix_engine.scheduler.AutellixAsyncScheduler"
 
 
 def engine_args(config: EngineConfig, model: ResolvedModel) -> Any:
     """The ``AsyncEngineArgs`` for ``config``."""
     from vllm.engine.arg_utils import AsyncEngineArgs
 
-    from engine.scheduler import scheduler_settings
+    from autellix_engine.scheduler import scheduler_settings
 
     dtype = resolve_dtype(config)
     kwargs: dict[str, Any] = dict(
@@ -77,7 +77,7 @@ def resolve_preemption_mode(config: EngineConfig) -> str:
     """``"swap"`` or ``"recompute"`` for ``config`` (``"auto"``: swap when built)."""
     if config.preemption_mode != "auto":
         return config.preemption_mode
-    from engine.swap import ops
+    from autellix_engine.swap import ops
 
     if ops.backend() == "extension":
         return "swap"
@@ -87,14 +87,14 @@ def resolve_preemption_mode(config: EngineConfig) -> str:
 
 def swap_transfer_settings(config: EngineConfig) -> dict[str, Any]:
     """The ``--kv-transfer-config`` (as a dict) that installs our swap connector."""
-    from engine.swap.connector import POOL_BYTES_KEY
+    from autellix_engine.swap.connector import POOL_BYTES_KEY
 
     pool = config.swap_space_bytes
     if pool is None:
         pool = config.kv_cache_bytes if config.kv_cache_bytes is not None else 1 << 30
     return {
         "kv_connector": "AutellixSwapConnector",
-        "kv_connector_module_path": "engine.swap.connector",
+        "kv_connector_module_path": "autellix_engine.swap.connector",
         "kv_role": "kv_both",
         "kv_connector_extra_config": {POOL_BYTES_KEY: int(pool)},
     }

@@ -21,18 +21,18 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from engine._vllm_setup import build_async_llm, is_engine_dead
-from engine.config import EngineConfig
-from engine.errors import (
+from autellix_engine._vllm_setup import build_async_llm, is_engine_dead
+from autellix_engine.config import EngineConfig
+from autellix_engine.errors import (
     AutellixError,
     EngineNotRunningError,
     InvalidRequestError,
     PromptTooLongError,
 )
-from engine.models import resolve_model
-from engine.policy import ProcessTable, ProgramSnapshot, create_policy
-from engine.policy.wire import CallStats, ProgramTag
-from engine.results import CallResult, CallTimings, CallTotals, StreamChunk, Usage
+from autellix_engine.models import resolve_model
+from autellix_engine.policy import ProcessTable, ProgramSnapshot, create_policy
+from autellix_engine.policy.wire import CallStats, ProgramTag
+from autellix_engine.results import CallResult, CallTimings, CallTotals, StreamChunk, Usage
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ def _quiet_vllm() -> None:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from engine.models import ModelError, resolve_model
+    from autellix_engine.models import ModelError, resolve_model
 
     for name in args.models:
         try:
@@ -28,7 +28,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from engine import demo
+    from autellix_engine import demo
 
     demo.run(args.model, args.policies.split(","))
     return 0
@@ -38,7 +38,7 @@ def _bench(args: argparse.Namespace) -> int:
     import asyncio
     from pathlib import Path
 
-    from workloads.bench import BenchConfig, markdown_table, run_bench, write_reports
+    from autellix_workloads.bench import BenchConfig, markdown_table, run_bench, write_reports
 
     cfg = BenchConfig(
         suite=args.suite, rates=[float(r) for r in args.rates.split(",")],
@@ -57,9 +57,9 @@ def _simulate(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from engine.sim.des import SimConfig, StepCost, simulate
-    from workloads.generators import generate
-    from workloads.metrics import summarize
+    from autellix_engine.sim.des import SimConfig, StepCost, simulate
+    from autellix_workloads.generators import generate
+    from autellix_workloads.metrics import summarize
 
     programs = generate(args.suite, args.programs, args.rate, seed=args.seed,
                         token_scale=args.token_scale, call_scale=args.call_scale)
@@ -86,8 +86,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from engine import AutellixEngine, EngineConfig
-    from engine.server import ServerSettings, build_app
+    from autellix_engine import AutellixEngine, EngineConfig
+    from autellix_engine.server import ServerSettings, build_app
 
     settings = ServerSettings(host=args.host, port=args.port, api_keys=tuple(args.api_key or ()))
 
@@ -96,7 +96,7 @@ def _serve(args: argparse.Namespace) -> int:
                               max_num_seqs=args.max_num_seqs,
                               preemption_mode=args.preemption_mode)
         if args.replicas > 1 or args.remote:
-            from engine.pool import EnginePool
+            from autellix_engine.pool import EnginePool
 
             engine = EnginePool(config, replicas=args.replicas, routing=args.routing,
                                 remote_urls=args.remote or ())
@@ -116,8 +116,8 @@ def _replica(args: argparse.Namespace) -> int:
     """Run a remote replica: vLLM's own server with our scheduler (replaces this process)."""
     import os
 
-    from engine import EngineConfig
-    from engine.remote import replica_command
+    from autellix_engine import EngineConfig
+    from autellix_engine.remote import replica_command
 
     config = EngineConfig(model=args.model, policy=args.policy, max_num_seqs=args.max_num_seqs,
                           preemption_mode=args.preemption_mode)
@@ -131,7 +131,7 @@ def _replica(args: argparse.Namespace) -> int:
 
 def _build_ext(args: argparse.Namespace) -> int:
     """Compile the swap extension now (``make setup`` runs this once)."""
-    from engine.swap import ops
+    from autellix_engine.swap import ops
 
     try:
         ops.build(verbose=args.verbose)
@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policies", default="fcfs,atlas", help="comma-separated policies")
     p.set_defaults(func=_demo)
 
-    from workloads.bench import BenchConfig
+    from autellix_workloads.bench import BenchConfig
 
     d = BenchConfig()
     p = sub.add_parser("bench", help="run a workload suite under each policy and report")

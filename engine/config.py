@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.policy.config import PolicyConfig, PolicyKind, parse_policy
+from autellix_engine.policy.config import PolicyConfig, PolicyKind, parse_policy
 
 MiB = 1 << 20
 PREEMPTION_MODES = ("auto", "swap", "recompute")

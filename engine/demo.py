@@ -13,8 +13,8 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-from engine.api import AutellixEngine
-from engine.config import EngineConfig
+from autellix_engine.api import AutellixEngine
+from autellix_engine.config import EngineConfig
 
 QUESTIONS = [
     "What is the capital of France?",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from engine.models import ModelError
-from engine.policy.process_table import ProgramEndedError, UnknownProgramError
+from autellix_engine.models import ModelError
+from autellix_engine.policy.process_table import ProgramEndedError, UnknownProgramError
 
 
 class AutellixError(Exception):

@@ -4,12 +4,12 @@
 ``programs``...), so the chat model and the server take it in place of one engine. Each
 replica is its own vLLM engine process with its own scheduler; the front end keeps one
 ``ProcessTable`` for all of them, so a program's service counts wherever its calls ran,
-and routes each call with ``engine.policy.routing`` (default: the paper's locality
+and routes each call with ``autellix_engine.policy.routing`` (default: the paper's locality
 balancer, Algorithm 2).
 
 Replicas are embedded (``replicas=N``: each its own vLLM engine process) or remote
 (``remote_urls``: stock ``vllm serve`` processes running our scheduler, see
-``engine.remote``), in any mix.
+``autellix_engine.remote``), in any mix.
 
 Faults: a call that fails because its replica's engine is down marks the replica
 unhealthy (its pinned programs are re-pinned) and is retried on another replica when it
@@ -26,13 +26,13 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from engine.api import AutellixEngine, Program
-from engine.config import EngineConfig
-from engine.errors import EngineNotRunningError
-from engine.policy import ProcessTable, ProgramSnapshot, create_policy
-from engine.policy.routing import RouteInfo, create_router
-from engine.remote import RemoteReplica
-from engine.results import CallResult, StreamChunk
+from autellix_engine.api import AutellixEngine, Program
+from autellix_engine.config import EngineConfig
+from autellix_engine.errors import EngineNotRunningError
+from autellix_engine.policy import ProcessTable, ProgramSnapshot, create_policy
+from autellix_engine.policy.routing import RouteInfo, create_router
+from autellix_engine.remote import RemoteReplica
+from autellix_engine.results import CallResult, StreamChunk
 
 logger = logging.getLogger(__name__)
 

@@ -1,13 +1,13 @@
 """A remote replica: a stock ``vllm serve`` running our scheduler, used over HTTP.
 
 Start one with ``autellix replica`` (or the command :func:`replica_command` prints): it
-is vLLM's own OpenAI server with ``--scheduler-cls engine.scheduler.AutellixScheduler``
+is vLLM's own OpenAI server with ``--scheduler-cls autellix_engine.scheduler.AutellixScheduler``
 and our settings in ``--additional-config``. Program metadata rides in each request's
-``vllm_xargs`` (the flat keys of ``engine.policy.wire``), which vLLM puts in
+``vllm_xargs`` (the flat keys of ``autellix_engine.policy.wire``), which vLLM puts in
 ``SamplingParams.extra_args``, where our scheduler reads it.
 
 :class:`RemoteReplica` has the engine API (it subclasses :class:`AutellixEngine` and
-replaces only how a call runs), so an :class:`engine.pool.EnginePool` mixes embedded
+replaces only how a call runs), so an :class:`autellix_engine.pool.EnginePool` mixes embedded
 and remote replicas. The front end tokenizes (it loads the model's tokenizer, as for
 an embedded replica) and keeps the process table. vLLM's streaming responses do not
 carry our per-call statistics, so a remote call's service is counted from its usage
@@ -26,19 +26,19 @@ from typing import Any
 
 import httpx
 
-from engine._vllm_setup import (
+from autellix_engine._vllm_setup import (
     resolve_dtype,
     resolve_preemption_mode,
     scheduler_class_path,
     swap_transfer_settings,
 )
-from engine.api import AutellixEngine
-from engine.config import EngineConfig
-from engine.errors import EngineNotRunningError, InvalidRequestError
-from engine.models import resolve_model
-from engine.policy import ProcessTable
-from engine.policy.wire import ProgramTag
-from engine.results import CallResult, CallTimings, StreamChunk, Usage
+from autellix_engine.api import AutellixEngine
+from autellix_engine.config import EngineConfig
+from autellix_engine.errors import EngineNotRunningError, InvalidRequestError
+from autellix_engine.models import resolve_model
+from autellix_engine.policy import ProcessTable
+from autellix_engine.policy.wire import ProgramTag
+from autellix_engine.results import CallResult, CallTimings, StreamChunk, Usage
 
 #: SamplingParams fields sent as /v1/completions fields of the same name.
 _FIELDS = (
@@ -50,7 +50,7 @@ _FIELDS = (
 
 def replica_command(config: EngineConfig, host: str = "127.0.0.1", port: int = 8100) -> list[str]:
     """The ``vllm serve`` command line of a remote replica for ``config``."""
-    from engine.scheduler import scheduler_settings
+    from autellix_engine.scheduler import scheduler_settings
 
     model = resolve_model(config.model)
     cmd = [

@@ -1,4 +1,4 @@
-"""vLLM glue: a V1 ``Scheduler`` that schedules programs with an ``engine.policy``.
+"""vLLM glue: a V1 ``Scheduler`` that schedules programs with an ``autellix_engine.policy``.
 
 Thin by design: every decision is the policy's; this module only maps vLLM requests
 to ``CallState`` objects and back. Per engine step:
@@ -29,9 +29,9 @@ from vllm.v1.core.sched.async_scheduler import AsyncScheduler
 from vllm.v1.core.sched.scheduler import Scheduler
 from vllm.v1.request import Request, RequestStatus
 
-from engine.policy import CallState, PolicyConfig, ProcessTable, ServiceUnit, create_policy
-from engine.policy.config import PolicyKind
-from engine.policy.wire import STATS_KEY, CallStats, ProgramTag
+from autellix_engine.policy import CallState, PolicyConfig, ProcessTable, ServiceUnit, create_policy
+from autellix_engine.policy.config import PolicyKind
+from autellix_engine.policy.wire import STATS_KEY, CallStats, ProgramTag
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class _ProgramAwareMixin:
         self._step_work: dict[str, tuple[int, int]] = {}  # req -> (prefill, decode)
         self._step_started: float | None = None
         self._last_step_end = time.monotonic()
-        # Used only for requests that carry no program service (see engine.policy.wire).
+        # Used only for requests that carry no program service (see autellix_engine.policy.wire).
         self._local_table = ProcessTable(
             self._policy.updated_program_service, ttl_s=self._policy_config.program_ttl_s
         )
@@ -233,7 +233,7 @@ class _ProgramAwareMixin:
         """Our swap connector when vLLM built one (swap mode), else None."""
         if self.connector is None:
             return None
-        from engine.swap.connector import AutellixSwapConnector  # only with swap mode
+        from autellix_engine.swap.connector import AutellixSwapConnector  # only with swap mode
 
         return self.connector if isinstance(self.connector, AutellixSwapConnector) else None
 

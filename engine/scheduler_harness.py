@@ -22,10 +22,10 @@ from vllm.v1.outputs import ModelRunnerOutput
 from vllm.v1.request import Request
 from vllm.v1.structured_output import StructuredOutputManager
 
-from engine.models import resolve_model
-from engine.policy.config import PolicyConfig, PolicyKind
-from engine.policy.wire import ProgramTag
-from engine.scheduler import AutellixScheduler, scheduler_settings
+from autellix_engine.models import resolve_model
+from autellix_engine.policy.config import PolicyConfig, PolicyKind
+from autellix_engine.policy.wire import ProgramTag
+from autellix_engine.scheduler import AutellixScheduler, scheduler_settings
 
 BLOCK_SIZE = 16
 FAKE_TOKEN = 7  # the token every fake step "samples" (never EOS: ignore_eos is set)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from workloads.generators import generate
-from workloads.metrics import ProgramOutcome, Summary, summarize, throughput_at_slo
-from workloads.spec import ProgramSpec
+from autellix_workloads.generators import generate
+from autellix_workloads.metrics import ProgramOutcome, Summary, summarize, throughput_at_slo
+from autellix_workloads.spec import ProgramSpec
 
 
 @dataclass
@@ -58,7 +58,7 @@ class BenchResult:
 
 
 async def _run_program(graph, spec: ProgramSpec, t0: float, eng) -> ProgramOutcome:
-    from workloads.graph import initial_state, run_config
+    from autellix_workloads.graph import initial_state, run_config
 
     await asyncio.sleep(max(0.0, t0 + spec.arrival_s - time.monotonic()))
     arrival = time.monotonic() - t0
@@ -89,9 +89,9 @@ async def run_rate(graph, eng, programs: list[ProgramSpec], label: str) -> list[
 
 
 async def run_bench(cfg: BenchConfig) -> BenchResult:
+    from autellix_engine import AutellixEngine, EngineConfig
     from autellix_lg import AutellixChatModel
-    from engine import AutellixEngine, EngineConfig
-    from workloads.graph import build_graph
+    from autellix_workloads.graph import build_graph
 
     summaries, outcomes = [], {}
     for policy in cfg.policies:

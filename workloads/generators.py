@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from workloads.distributions import (
+from autellix_workloads.distributions import (
     LATS_WIDTH,
     OUTPUT_SIGMA,
     PROMPT_SIGMA,
@@ -13,7 +13,7 @@ from workloads.distributions import (
     geometric_count,
     lognormal_tokens,
 )
-from workloads.spec import CallSpec, ProgramSpec
+from autellix_workloads.spec import CallSpec, ProgramSpec
 
 ALL_SUITES = (*SUITES, "mixed")
 

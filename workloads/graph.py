@@ -23,7 +23,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 
-from workloads.spec import CallSpec, ProgramSpec
+from autellix_workloads.spec import CallSpec, ProgramSpec
 
 _WORDS = (
     "the plan needs one more step so check each result and keep what works then try "

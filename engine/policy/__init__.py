@@ -1,8 +1,8 @@
 """Pure scheduling logic: policies, queues and the process table (no vLLM, no torch)."""
 
-from engine.policy.calls import CallState
-from engine.policy.config import PolicyConfig, PolicyKind, ServiceUnit, parse_policy
-from engine.policy.policies import (
+from autellix_engine.policy.calls import CallState
+from autellix_engine.policy.config import PolicyConfig, PolicyKind, ServiceUnit, parse_policy
+from autellix_engine.policy.policies import (
     ATLASPolicy,
     FCFSPolicy,
     MLFQPolicy,
@@ -10,7 +10,7 @@ from engine.policy.policies import (
     Policy,
     create_policy,
 )
-from engine.policy.process_table import (
+from autellix_engine.policy.process_table import (
     CallTicket,
     ProcessTable,
     ProgramEndedError,

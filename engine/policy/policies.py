@@ -9,7 +9,8 @@ A policy decides three things about an active call, and nothing else:
 plus how a finished call updates its program's attained service
 (:meth:`Policy.updated_program_service`). Ordering is ``sort_key``: queue first, FCFS
 within a queue, arrival sequence as the final tie-breaker. The vLLM scheduler glue
-(``engine.scheduler``) and the simulator (``engine.sim``) call the very same objects.
+(``autellix_engine.scheduler``) and the simulator (``autellix_engine.sim``) call the very
+same objects.
 
 PLAS (paper Alg. 1): a call enters the queue containing its program's attained service
 (not Q1, unlike MLFQ), is demoted when its quantum runs out, and is moved to Q1 when
@@ -22,8 +23,8 @@ from __future__ import annotations
 
 from abc import ABC
 
-from engine.policy.calls import CallState
-from engine.policy.config import PolicyConfig, PolicyKind, parse_policy
+from autellix_engine.policy.calls import CallState
+from autellix_engine.policy.config import PolicyConfig, PolicyKind, parse_policy
 
 
 class Policy(ABC):

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from engine.policy.calls import CallState
+from autellix_engine.policy.calls import CallState
 
 #: How many ended programs are remembered (ids refuse calls; snapshots for reports).
 ENDED_MEMORY = 10_000

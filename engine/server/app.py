@@ -24,15 +24,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from engine.errors import (
+from autellix_engine.errors import (
     EngineNotRunningError,
     InvalidRequestError,
     ProgramEndedError,
     UnknownProgramError,
 )
-from engine.server import metrics, protocol
-from engine.server.protocol import RequestError
-from engine.server.settings import ServerSettings
+from autellix_engine.server import metrics, protocol
+from autellix_engine.server.protocol import RequestError
+from autellix_engine.server.settings import ServerSettings
 
 PROGRAM_HEADER = "x-autellix-program-id"
 THREAD_HEADER = "x-autellix-thread-id"

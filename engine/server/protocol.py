@@ -8,8 +8,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import tool_envelope
-from engine.results import CallResult
+from autellix_engine import tool_envelope
+from autellix_engine.results import CallResult
 
 _SAMPLING = {"temperature": float, "top_p": float, "seed": int, "presence_penalty": float,
              "frequency_penalty": float}

@@ -4,7 +4,7 @@ It replays ``workloads`` programs (stages of parallel calls, tool latency betwee
 stages) on a model of one vLLM engine:
 
 * each step, up to ``max_num_seqs`` calls run; preemptive policies rebuild the batch in
-  strict priority order (the order ``engine.scheduler`` obtains by preempting), FCFS
+  strict priority order (the order ``autellix_engine.scheduler`` obtains by preempting), FCFS
   keeps running calls and admits waiting ones in arrival order;
 * a newly admitted call first computes its prompt (one prefill step); a preempted call
   recomputes its prompt and the tokens it had generated when it resumes (vLLM V1
@@ -29,12 +29,12 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.policy.calls import CallState
-from engine.policy.config import PolicyConfig
-from engine.policy.policies import Policy, create_policy
-from engine.policy.process_table import ProcessTable
-from workloads.metrics import ProgramOutcome
-from workloads.spec import ProgramSpec
+from autellix_engine.policy.calls import CallState
+from autellix_engine.policy.config import PolicyConfig
+from autellix_engine.policy.policies import Policy, create_policy
+from autellix_engine.policy.process_table import ProcessTable
+from autellix_workloads.metrics import ProgramOutcome
+from autellix_workloads.spec import ProgramSpec
 
 
 @dataclass(frozen=True, slots=True)

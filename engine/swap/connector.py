@@ -3,7 +3,7 @@
 vLLM V1 preempts by recomputation only. This connector restores swap (paper
 section 5) without patching vLLM:
 
-Scheduler side (in the engine core, beside ``engine.scheduler``):
+Scheduler side (in the engine core, beside ``autellix_engine.scheduler``):
 
 - ``on_preempt`` (called by our scheduler's ``_preempt_request`` just before vLLM
   frees the blocks) reserves one extent of the bounded host pool for the call's
@@ -20,7 +20,7 @@ Worker side: ``register_kv_caches`` turns the cache into block views and allocat
 the host pool (pinned on CUDA); ``handle_preemptions`` (run before the step
 touches any block) gathers each swap-out into its extent, ``start_load_kv`` (run
 before the forward pass for synchronous loads, after new blocks are zeroed)
-scatters each swap-in. Both use the batched ``engine.swap.ops``.
+scatters each swap-in. Both use the batched ``autellix_engine.swap.ops``.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from vllm.distributed.kv_transfer.kv_connector.v1.base import (
     KVConnectorWorkerMetadata,
 )
 
-from engine.swap import ops
-from engine.swap.layout import cache_views
-from engine.swap.planner import CallSwapStats, StepSwaps, SwapOp, SwapPlanner
+from autellix_engine.swap import ops
+from autellix_engine.swap.layout import cache_views
+from autellix_engine.swap.planner import CallSwapStats, StepSwaps, SwapOp, SwapPlanner
 
 if TYPE_CHECKING:
     from vllm.config import VllmConfig

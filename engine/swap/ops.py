@@ -3,7 +3,7 @@
 ``gather_blocks(views, block_ids, out)`` copies blocks ``block_ids`` of every view into
 ``out``, one contiguous host buffer (block after block; inside a block, view after
 view). ``scatter_blocks(src, views, block_ids)`` is the inverse. ``views`` are tensors
-whose dim 0 indexes KV blocks (see :mod:`engine.swap.layout`).
+whose dim 0 indexes KV blocks (see :mod:`autellix_engine.swap.layout`).
 
 The extension is compiled once (``autellix build-ext``, run by ``make setup``) into
 ``$AUTELLIX_CACHE_DIR/ext`` with PyTorch's JIT builder: the C++ path always, the CUDA
@@ -25,7 +25,7 @@ from types import ModuleType
 
 import torch
 
-from engine.swap.layout import dense_tail
+from autellix_engine.swap.layout import dense_tail
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +179,9 @@ def _check(
     if any(v.device != views[0].device for v in views):
         raise ValueError("all views must be on one device")
     if not all(dense_tail(v) for v in views):
-        raise ValueError("every view must be contiguous inside a block (see engine.swap.layout)")
+        raise ValueError(
+            "every view must be contiguous inside a block (see autellix_engine.swap.layout)"
+        )
     blocks = min(v.shape[0] for v in views)
     if len(block_ids) and (int(block_ids.min()) < 0 or int(block_ids.max()) >= blocks):
         raise ValueError(f"block id out of range [0, {blocks})")

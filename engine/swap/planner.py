@@ -1,7 +1,7 @@
 """Scheduler-side swap planning (pure Python; no vLLM, no torch).
 
 Decides, per engine step, which calls' blocks go out to the host pool and which come
-back, and owns the host pool's bookkeeping. ``engine.swap.connector`` is the thin vLLM
+back, and owns the host pool's bookkeeping. ``autellix_engine.swap.connector`` is the thin vLLM
 glue around it; the unit tests drive it directly.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from engine.swap.host_pool import HostSwapPool
+from autellix_engine.swap.host_pool import HostSwapPool
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 import pytest
 import pytest_asyncio
 
-from engine import AutellixEngine, EngineConfig
+from autellix_engine import AutellixEngine, EngineConfig
 
 MiB = 1 << 20
 #: Small limits keep the suite fast on 2 cores: 4 running calls, 256 MiB of KV cache.

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from engine import ProgramEndedError, StreamChunk
+from autellix_engine import ProgramEndedError, StreamChunk
 
 GREEDY = dict(temperature=0.0, ignore_eos=True)
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from engine import (
+from autellix_engine import (
     AutellixEngine,
     EngineConfig,
     EngineNotRunningError,

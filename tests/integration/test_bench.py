@@ -2,8 +2,8 @@
 
 import json
 
-from workloads.bench import BenchConfig, run_bench, write_reports
-from workloads.generators import generate
+from autellix_workloads.bench import BenchConfig, run_bench, write_reports
+from autellix_workloads.generators import generate
 
 
 async def test_small_benchmark_produces_well_formed_reports(tmp_path):

@@ -310,7 +310,7 @@ async def test_unreachable_remote_engine_is_a_clear_error(mode):
 
 
 async def test_an_engine_that_is_not_running_is_a_clear_error():
-    from engine import AutellixEngine, EngineConfig
+    from autellix_engine import AutellixEngine, EngineConfig
 
     eng = AutellixEngine(EngineConfig(model="no-such-model"))
     down = AutellixChatModel(model="smollm2", engine=eng, max_retries=0)

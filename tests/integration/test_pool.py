@@ -7,8 +7,8 @@ import signal
 import pytest
 import pytest_asyncio
 
-from engine import EngineConfig
-from engine.pool import EnginePool
+from autellix_engine import EngineConfig
+from autellix_engine.pool import EnginePool
 from tests.integration.conftest import TEST_ENGINE
 
 GREEDY = dict(temperature=0.0, ignore_eos=True)

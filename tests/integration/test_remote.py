@@ -1,6 +1,6 @@
 """A remote replica: stock ``vllm serve`` with our scheduler, mixed with an embedded one.
 
-The server is vLLM's own OpenAI server (``engine.remote.replica_command``), so these
+The server is vLLM's own OpenAI server (``autellix_engine.remote.replica_command``), so these
 tests show that program metadata reaches our scheduler through ``vllm_xargs`` alone.
 """
 
@@ -14,9 +14,9 @@ import time
 import httpx
 import pytest_asyncio
 
-from engine import EngineConfig
-from engine.pool import EnginePool
-from engine.remote import RemoteReplica, replica_command
+from autellix_engine import EngineConfig
+from autellix_engine.pool import EnginePool
+from autellix_engine.remote import RemoteReplica, replica_command
 from tests.integration.conftest import TEST_ENGINE
 
 GREEDY = dict(temperature=0.0, ignore_eos=True)

@@ -9,8 +9,8 @@ import openai
 import pytest
 import uvicorn
 
+from autellix_engine.server import ServerSettings, build_app
 from autellix_lg import AutellixChatModel
-from engine.server import ServerSettings, build_app
 
 GREEDY = {"temperature": 0.0}
 WEATHER = {"type": "function", "function": {

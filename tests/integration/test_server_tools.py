@@ -9,7 +9,7 @@ import json
 import openai
 import pytest_asyncio
 
-from engine import AutellixEngine, EngineConfig
+from autellix_engine import AutellixEngine, EngineConfig
 from tests.integration.test_server import start_server
 
 GREEDY = {"temperature": 0.0}

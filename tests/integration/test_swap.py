@@ -9,7 +9,7 @@ import asyncio
 
 import pytest_asyncio
 
-from engine import AutellixEngine, EngineConfig
+from autellix_engine import AutellixEngine, EngineConfig
 
 MiB = 1 << 20
 GREEDY = dict(temperature=0.0, ignore_eos=True)

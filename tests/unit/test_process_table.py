@@ -2,7 +2,7 @@ import threading
 
 import pytest
 
-from engine.policy import (
+from autellix_engine.policy import (
     CallState,
     ProcessTable,
     ProgramEndedError,

@@ -1,6 +1,6 @@
 import pytest
 
-from engine.policy.routing import LOCALITY_THRESHOLD, RouteInfo, create_router
+from autellix_engine.policy.routing import LOCALITY_THRESHOLD, RouteInfo, create_router
 
 
 def short(pid="p"):

@@ -8,9 +8,14 @@ import random
 
 import pytest
 
-from engine.policy import PolicyConfig
-from engine.policy.wire import CallStats
-from engine.scheduler_harness import HarnessConfig, create_scheduler, fake_step, make_request
+from autellix_engine.policy import PolicyConfig
+from autellix_engine.policy.wire import CallStats
+from autellix_engine.scheduler_harness import (
+    HarnessConfig,
+    create_scheduler,
+    fake_step,
+    make_request,
+)
 
 
 def run_until_done(scheduler, max_steps=10_000, on_step=None, tokens=None, stop_after=None):

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from engine.server import protocol
-from engine.server.protocol import RequestError
+from autellix_engine.server import protocol
+from autellix_engine.server.protocol import RequestError
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "parameters": {"type": "object",

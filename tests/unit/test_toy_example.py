@@ -9,8 +9,8 @@ is checked by hand below), MLFQ 15 and PLAS 13: the ordering the paper shows.
 
 import pytest
 
-from engine.policy import PolicyConfig, create_policy
-from engine.sim import StepProgram, simulate_steps
+from autellix_engine.policy import PolicyConfig, create_policy
+from autellix_engine.sim import StepProgram, simulate_steps
 
 TOY_CONFIG = PolicyConfig(num_queues=4, first_boundary=2, beta=100.0)
 PROGRAMS = [

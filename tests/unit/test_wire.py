@@ -1,4 +1,4 @@
-from engine.policy.wire import STATS_KEY, CallStats, ProgramTag
+from autellix_engine.policy.wire import STATS_KEY, CallStats, ProgramTag
 
 
 def test_tag_round_trips_through_extra_args():

@@ -1,7 +1,7 @@
 import torch
 
-from engine.swap.layout import block_views, cache_views
-from engine.swap.ops import slot_bytes
+from autellix_engine.swap.layout import block_views, cache_views
+from autellix_engine.swap.ops import slot_bytes
 
 N = 12
 

@@ -4,8 +4,8 @@ import statistics
 
 import pytest
 
-from workloads.distributions import LATS_WIDTH, SHAPES
-from workloads.generators import generate, poisson_arrivals
+from autellix_workloads.distributions import LATS_WIDTH, SHAPES
+from autellix_workloads.generators import generate, poisson_arrivals
 
 N = 4000
 

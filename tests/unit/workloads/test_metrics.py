@@ -1,6 +1,6 @@
 import pytest
 
-from workloads.metrics import ProgramOutcome, percentile, summarize, throughput_at_slo
+from autellix_workloads.metrics import ProgramOutcome, percentile, summarize, throughput_at_slo
 
 
 def outcome(pid, arrival, completion, tokens, wait=0.0, exe=1.0, pre=0):

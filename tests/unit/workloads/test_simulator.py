@@ -3,12 +3,12 @@ example's unit-step schedules and its policies order as the policy tests say."""
 
 import pytest
 
-from engine.policy import PolicyConfig, create_policy
-from engine.sim import StepProgram, simulate_steps
-from engine.sim.des import SimConfig, StepCost, simulate
-from workloads.generators import generate
-from workloads.metrics import summarize
-from workloads.spec import CallSpec, ProgramSpec
+from autellix_engine.policy import PolicyConfig, create_policy
+from autellix_engine.sim import StepProgram, simulate_steps
+from autellix_engine.sim.des import SimConfig, StepCost, simulate
+from autellix_workloads.generators import generate
+from autellix_workloads.metrics import summarize
+from autellix_workloads.spec import CallSpec, ProgramSpec
 
 TOY = {"A": [4, 3, 1, 1], "B": [3, 3, 4], "C": [1, 2], "D": [4]}
 TOY_CONFIG = PolicyConfig(num_queues=4, first_boundary=2, beta=100.0)
