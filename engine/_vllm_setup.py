@@ -112,9 +112,12 @@ def build_async_llm(config: EngineConfig, model: ResolvedModel) -> Any:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from vllm.v1.engine.async_llm import AsyncLLM
 
+    from autellix_engine.main_guard import children_skip_main
+
     args = engine_args(config, model)
     logger.info("Starting vLLM: model=%s policy=%s", config.model, config.policy)
-    return AsyncLLM.from_engine_args(args)
+    with children_skip_main():  # scripts need no `if __name__ == "__main__":` guard
+        return AsyncLLM.from_engine_args(args)
 
 
 def is_engine_dead(error: BaseException) -> bool:

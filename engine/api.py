@@ -7,8 +7,9 @@ Example::
             out = await prog.generate("Hello", max_tokens=32)
         print(eng.programs())
 
-Scripts that build an engine need an ``if __name__ == "__main__":`` guard: vLLM starts
-its engine core in a child process with the ``spawn`` method.
+vLLM's engine core runs in a child process started with ``spawn``; that child does not
+re-run the caller's ``__main__`` (``autellix_engine.main_guard``), so a plain script
+needs no ``if __name__ == "__main__":`` guard.
 """
 
 from __future__ import annotations
