@@ -81,6 +81,7 @@ class AutellixEngine:
         self._gc_task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._max_model_len: int | None = None  # the engine's, known once started
 
     # -- lifecycle --------------------------------------------------------------------
     async def start(self) -> AutellixEngine:
@@ -92,6 +93,7 @@ class AutellixEngine:
         model = await asyncio.to_thread(resolve_model, self.config.model)
         self._llm = await asyncio.to_thread(build_async_llm, self.config, model)
         self._tokenizer = self._llm.get_tokenizer()
+        self._max_model_len = self._llm.model_config.max_model_len
         self._loop = asyncio.get_running_loop()
         self._gc_task = asyncio.create_task(self._collect_programs())
         return self
@@ -322,8 +324,8 @@ class AutellixEngine:
             raise InvalidRequestError(msg)
         if not ids:
             raise InvalidRequestError("The prompt is empty")
-        limit = self.config.max_model_len
-        if len(ids) >= limit:
+        limit = self._max_model_len
+        if limit is not None and len(ids) >= limit:
             msg = (
                 f"The prompt has {len(ids)} tokens; the context holds {limit} "
                 "(prompt plus at least one output token)"

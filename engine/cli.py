@@ -40,11 +40,14 @@ def _bench(args: argparse.Namespace) -> int:
 
     from autellix_workloads.bench import BenchConfig, markdown_table, run_bench, write_reports
 
+    vllm = dict(args.vllm)
     cfg = BenchConfig(
         suite=args.suite, rates=[float(r) for r in args.rates.split(",")],
         policies=args.policies.split(","), num_programs=args.programs, seed=args.seed,
         token_scale=args.token_scale, call_scale=args.call_scale, model=args.model,
-        max_num_seqs=args.max_num_seqs, slo=args.slo,
+        max_num_seqs=args.max_num_seqs,
+        max_model_len=vllm.pop("max_model_len", BenchConfig.max_model_len),
+        slo=args.slo, vllm_kwargs=vllm,
     )
     result = asyncio.run(run_bench(cfg))
     print(markdown_table(result))  # noqa: T201
@@ -92,9 +95,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = ServerSettings(host=args.host, port=args.port, api_keys=tuple(args.api_key or ()))
 
     async def main() -> None:
-        config = EngineConfig(model=args.model, policy=args.policy,
-                              max_num_seqs=args.max_num_seqs,
-                              preemption_mode=args.preemption_mode)
+        config = _engine_config(args)
         if args.replicas > 1 or args.remote:
             from autellix_engine.pool import EnginePool
 
@@ -115,15 +116,14 @@ def _serve(args: argparse.Namespace) -> int:
 def _replica(args: argparse.Namespace) -> int:
     """Run a remote replica: vLLM's own server with our scheduler (replaces this process)."""
     import os
+    import shlex
 
-    from autellix_engine import EngineConfig
-    from autellix_engine.remote import replica_command
+    from autellix_engine.vllm_args import replica_command
 
-    config = EngineConfig(model=args.model, policy=args.policy, max_num_seqs=args.max_num_seqs,
-                          preemption_mode=args.preemption_mode)
-    cmd = replica_command(config, host=args.host, port=args.port)
+    cmd = replica_command(_engine_config(args), host=args.host, port=args.port,
+                          server_flags=args.server_flags)
     if args.print_only:
-        print(" ".join(cmd))  # noqa: T201
+        print(shlex.join(cmd))  # noqa: T201
         return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.execv(cmd[0], cmd)
@@ -144,18 +144,37 @@ def _build_ext(args: argparse.Namespace) -> int:
     return 0
 
 
+VLLM_FLAGS_HELP = (
+    "Every vLLM engine argument is accepted too, with vLLM's own name and parser (the "
+    "engine flags of `vllm serve --help`: --max-model-len, --gpu-memory-utilization, "
+    "--tensor-parallel-size, --quantization, --dtype, --max-num-batched-tokens, ...). "
+    "Unset, they take the platform default: small values on a CPU, vLLM's on a GPU."
+)
+
+
 def _engine_flags(p: argparse.ArgumentParser, port: int) -> None:
-    """The engine and address flags that ``serve`` and ``replica`` share."""
-    p.add_argument("--model", default="smollm2")
-    p.add_argument("--policy", default="atlas")
+    """Our own engine and address flags that ``serve`` and ``replica`` share."""
+    p.add_argument("--model", default="smollm2",
+                   help="smollm2, tiny or a local Hugging Face model folder")
+    p.add_argument("--policy", default="atlas", help="fcfs, mlfq, plas or atlas")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=port)
-    p.add_argument("--max-num-seqs", type=int, default=8)
     p.add_argument("--preemption-mode", default="auto", help="auto, swap or recompute")
+    p.add_argument("--swap-space-bytes", type=int, default=None,
+                   help="host swap pool size (default: the KV cache size)")
+    p.set_defaults(takes_vllm_flags=True)
+
+
+def _engine_config(args: argparse.Namespace):
+    from autellix_engine import EngineConfig
+
+    return EngineConfig(model=args.model, policy=args.policy,
+                        preemption_mode=args.preemption_mode,
+                        swap_space_bytes=args.swap_space_bytes, vllm_kwargs=args.vllm)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="autellix", description=__doc__)
+    parser = argparse.ArgumentParser(prog="autellix", description=__doc__, allow_abbrev=False)
     parser.add_argument("-v", "--verbose", action="store_true", help="show vLLM's logs")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -175,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     from autellix_workloads.bench import BenchConfig
 
     d = BenchConfig()
-    p = sub.add_parser("bench", help="run a workload suite under each policy and report")
+    p = sub.add_parser("bench", help="run a workload suite under each policy and report",
+                       epilog=VLLM_FLAGS_HELP, allow_abbrev=False)
     p.add_argument("--suite", default=d.suite, help="chatbot, react, lats or mixed")
     p.add_argument("--rates", default=",".join(map(str, d.rates)),
                    help="programs/s, comma-separated")
@@ -188,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-num-seqs", type=int, default=d.max_num_seqs)
     p.add_argument("--slo", type=float, default=None, help="s/token for throughput at SLO")
     p.add_argument("--out", default="bench-results", help="folder for JSON, Markdown, PNG")
-    p.set_defaults(func=_bench)
+    p.set_defaults(func=_bench, takes_vllm_flags=True)
 
     p = sub.add_parser("simulate", help="simulate a suite under each policy and the oracle")
     p.add_argument("--suite", default="mixed")
@@ -202,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cost", default=None, help="StepCost JSON (fit_step_cost.py)")
     p.set_defaults(func=_simulate)
 
-    p = sub.add_parser("serve", help="OpenAI-compatible, program-aware server (engine or pool)")
+    p = sub.add_parser("serve", help="OpenAI-compatible, program-aware server (engine or pool)",
+                       epilog=VLLM_FLAGS_HELP, allow_abbrev=False)
     _engine_flags(p, port=8000)
     p.add_argument("--api-key", action="append", help="accepted bearer key (repeatable)")
     p.add_argument("--replicas", type=int, default=1, help="embedded engine replicas")
@@ -211,15 +232,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--routing", default="locality", help="locality, least_used, round_robin")
     p.set_defaults(func=_serve)
 
-    p = sub.add_parser("replica", help="a remote replica: vllm serve with our scheduler")
+    p = sub.add_parser("replica", help="a remote replica: vllm serve with our scheduler",
+                       epilog=VLLM_FLAGS_HELP + " Flags after `--` go to vLLM's server "
+                       "as they are (e.g. -- --api-key KEY).", allow_abbrev=False)
     _engine_flags(p, port=8100)
     p.add_argument("--print-only", action="store_true", help="print the command, do not run")
     p.set_defaults(func=_replica)
     return parser
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Our flags, then vLLM's engine flags (for the commands that run an engine)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    server_flags: list[str] = []
+    if "--" in argv:
+        argv, server_flags = argv[:argv.index("--")], argv[argv.index("--") + 1:]
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    args.vllm, args.server_flags = {}, server_flags
+    if getattr(args, "takes_vllm_flags", False):
+        from autellix_engine.vllm_args import parse_vllm_flags
+
+        try:
+            args.vllm = parse_vllm_flags(rest) if rest else {}
+        except ValueError as e:
+            parser.error(str(e))
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if server_flags and args.command != "replica":
+        parser.error("flags after `--` are only for `autellix replica`")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     if not args.verbose:
         _quiet_vllm()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)

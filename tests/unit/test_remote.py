@@ -3,7 +3,8 @@
 import json
 
 from autellix_engine import EngineConfig, PolicyConfig
-from autellix_engine.remote import _CompletionStream, replica_command
+from autellix_engine.remote import _CompletionStream
+from autellix_engine.vllm_args import replica_command
 
 
 def test_completion_stream_parser_collects_text_ids_usage_and_finish():
@@ -30,7 +31,7 @@ def test_replica_command_runs_stock_vllm_with_our_scheduler_and_settings():
                           policy_config=PolicyConfig(beta=4.0), preemption_mode="recompute")
     cmd = replica_command(config, port=9123)
     assert cmd[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
-    assert cmd[cmd.index("--scheduler-cls") + 1] == "autellix_engine.scheduler.AutellixScheduler"
+    assert cmd[cmd.index("--scheduler-cls") + 1] == "autellix_engine.AutellixScheduler"
     assert cmd[cmd.index("--scheduling-policy") + 1] == "priority"
     settings = json.loads(cmd[cmd.index("--additional-config") + 1])["autellix"]
     assert settings["policy"] == "plas" and settings["policy_config"]["beta"] == 4.0
