@@ -89,7 +89,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from autellix_engine import AutellixEngine, EngineConfig
+    from autellix_engine import AutellixEngine
     from autellix_engine.server import ServerSettings, build_app
 
     settings = ServerSettings(host=args.host, port=args.port, api_keys=tuple(args.api_key or ()))
