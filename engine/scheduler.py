@@ -3,15 +3,23 @@
 Thin by design: every decision is the policy's; this module only maps vLLM requests
 to ``CallState`` objects and back. Per engine step:
 
-1. ``schedule``: refresh ``request.priority`` (= queue level) and the queues' order,
-   then, for preemptive policies, evict the lowest-priority running calls that block a
-   better waiting call (``max_num_seqs`` or KV cache full; stock vLLM never does this),
-   then let vLLM's own ``schedule`` form the batch (``scheduling_policy="priority"``:
-   strict priority, FCFS within a level).
+1. ``schedule``: on a decision step, refresh ``request.priority`` (the policy's
+   ``engine_priority``: the client's own priority as a strict outer key, then the queue
+   level) and the queues' order, then, for preemptive policies, evict the
+   lowest-priority running calls that block a better waiting call (``max_num_seqs`` or
+   KV cache full; stock vLLM never does this), then let vLLM's own ``schedule`` form
+   the batch (``scheduling_policy="priority"``: strict priority, FCFS within a level).
 2. ``update_from_output``: charge the step's service to the calls it scheduled (and
-   demote), and one step of waiting to every other active call (and promote).
+   demote), and one step of waiting to every other active call (and promote). New
+   levels reach ``request.priority`` at the next decision step, so the waiting heap
+   never holds a stale key.
 3. ``_free_request``: report the call's statistics to the front end on the finished
    request's ``kv_transfer_params``.
+
+Program identity: our ``program_id`` key in ``extra_args`` (``vllm_xargs``), else vLLM's
+own ``session_id`` (request body ``session_id``, the ``X-Session-ID`` header or
+``vllm_xargs.session_id``), else the call is a program of its own. Without program
+service from a front end, the scheduler's local process table (TTL-collected) keeps it.
 
 The subclass targets vllm(-cpu) 0.32.0, where async scheduling is off on CPU. On GPUs
 with async scheduling on, use :class:`AutellixAsyncScheduler`.
@@ -19,19 +27,20 @@ with async scheduling on, use :class:`AutellixAsyncScheduler`.
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 import time
 from typing import Any
 
 from vllm.v1.core.sched.async_scheduler import AsyncScheduler
+from vllm.v1.core.sched.request_queue import SchedulingPolicy
 from vllm.v1.core.sched.scheduler import Scheduler
 from vllm.v1.request import Request, RequestStatus
 
 from autellix_engine.policy import CallState, PolicyConfig, ProcessTable, ServiceUnit, create_policy
 from autellix_engine.policy.config import PolicyKind
 from autellix_engine.policy.wire import STATS_KEY, CallStats, ProgramTag
+from autellix_engine.request_queue import ProgramPriorityQueue
 
 logger = logging.getLogger(__name__)
 
@@ -62,29 +71,31 @@ class _ProgramAwareMixin:
         self._steps_since_gc = 0
         self._steps_to_decision = 0
         self._swap = self._find_swap_connector()  # vLLM's __init__ built self.connector
+        if self.policy is SchedulingPolicy.PRIORITY:  # queues are still empty here
+            self.waiting = ProgramPriorityQueue()
+            self.kv_holding_waiting = ProgramPriorityQueue()
         logger.info("Autellix scheduler: policy=%s", self._policy.kind.value)
 
     # -- arrivals ----------------------------------------------------------------
     def add_request(self, request: Request) -> None:
-        known = request.request_id in self.requests
-        super().add_request(request)
-        if known or request.request_id in self._calls:
-            return  # a streaming-input continuation of an active call
+        if request.request_id in self.requests or request.request_id in self._calls:
+            super().add_request(request)  # a streaming-input continuation of an active call
+            return
         tag = ProgramTag.from_extra_args(
             request.sampling_params.extra_args if request.sampling_params else None,
-            request.request_id,
+            request.request_id, session_id=getattr(request, "session_id", None),
         )
         service, wait = self._inherited(tag, request.request_id)
         call = CallState(
             request.request_id, tag.program_id, tag.thread_id, time.monotonic(), self._seq,
-            start_service=service, program_wait=wait,
+            client_priority=request.priority, start_service=service, program_wait=wait,
         )
         self._seq += 1
         self._policy.admit(call)
         self._calls[request.request_id] = call
-        if request.priority != call.level:
-            request.priority = call.level
-            self._reorder_needed = True
+        # Before vLLM queues it: the waiting heap orders by this key from the start.
+        request.priority = self._policy.engine_priority(call)
+        super().add_request(request)
 
     def _inherited(self, tag: ProgramTag, request_id: str) -> tuple[float, float]:
         """(service, wait) the call inherits: carried by the request, else local."""
@@ -98,9 +109,10 @@ class _ProgramAwareMixin:
 
     # -- one engine step ---------------------------------------------------------
     def schedule(self, throttle_prefills: bool = False):
-        if self._policy.preemptive and self._decision_due():
+        if self._decision_due():
             self._reorder()
-            self._preempt_for_waiting()
+            if self._policy.preemptive:
+                self._preempt_for_waiting()
         output = super().schedule(throttle_prefills)
         self._record_step_work(output.num_scheduled_tokens)
         self._step_started = time.monotonic()
@@ -156,10 +168,7 @@ class _ProgramAwareMixin:
         for call in waiting:
             call.queue_wait_s += waited_s
         changed += policy.record_waits(waiting, 1.0 if self._tokens_unit else waited_s)
-        for call in changed:
-            req = self.requests.get(call.call_id)
-            if req is not None:
-                req.priority = call.level
+        if changed:  # applied to request.priority at the next decision step
             self._reorder_needed = True
         self._step_work = {}
         self._step_started = None
@@ -170,30 +179,34 @@ class _ProgramAwareMixin:
 
     # -- ordering and proactive preemption -----------------------------------------
     def _reorder(self) -> None:
+        """Apply the calls' current levels to ``request.priority`` and re-order."""
         if not self._reorder_needed:
             return
         self._reorder_needed = False
+        for req_id, call in self._calls.items():
+            req = self.requests.get(req_id)
+            if req is not None:
+                req.priority = self._policy.engine_priority(call)
         for queue in (self.waiting, self.kv_holding_waiting):
-            heap = getattr(queue, "_heap", None)
-            if heap is not None:
-                heapq.heapify(heap)
+            if isinstance(queue, ProgramPriorityQueue):
+                queue.reorder()
         # vLLM hands out the token budget in running-list order: best first.
         self.running.sort(key=lambda r: (r.priority, r.arrival_time))
 
     def _preempt_for_waiting(self) -> None:
         """Evict running calls of a worse queue that block better waiting calls."""
-        heap = getattr(self.waiting, "_heap", None)
-        if not heap or not self.running:
+        waiting = self.waiting
+        if not isinstance(waiting, ProgramPriorityQueue) or not waiting or not self.running:
             return
         worst_running = max(r.priority for r in self.running)
-        if heap[0].priority >= worst_running:
+        if waiting.peek_request().priority >= worst_running:
             return
         cap = self._policy_config.max_preemptions_per_step
         slots = self.max_num_active_reqs - len(self.running)
         free_blocks = self.kv_cache_manager.block_pool.get_num_free_blocks()
         victims = sorted(self.running, key=lambda r: (r.priority, r.arrival_time), reverse=True)
         chosen: list[Request] = []
-        for cand in heapq.nsmallest(len(self.running) + max(slots, 0), heap):
+        for cand in waiting.best(len(self.running) + max(slots, 0)):
             need = self._blocks_needed(cand)
             if slots > 0 and need <= free_blocks:
                 slots -= 1

@@ -103,6 +103,8 @@ def make_request(
     program_service: float | None = None,
     arrival_time: float | None = None,
     first_token: int = 1,
+    session_id: str | None = None,
+    priority: int = 0,
 ) -> Request:
     """A request with a distinct prompt (no accidental prefix sharing)."""
     global _hash_ready
@@ -121,6 +123,8 @@ def make_request(
         pooling_params=None,
         arrival_time=arrival_time,
         block_hasher=get_request_block_hasher(BLOCK_SIZE, _sha256),
+        session_id=session_id,
+        priority=priority,
     )
 
 

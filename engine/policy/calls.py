@@ -21,6 +21,7 @@ class CallState:
     seq: int  # arrival order; the final tie-breaker
     start_service: float = 0.0  # program service inherited at arrival (its priority)
     program_wait: float = 0.0  # W_p: program's accumulated wait at arrival
+    client_priority: int = 0  # the client's own priority (vLLM's): strict outer key
     level: int = 0  # current queue (0 = highest priority)
     start_level: int = 0  # queue on arrival
     quantum_left: float = math.inf  # service left before demotion

@@ -7,8 +7,9 @@ A policy decides three things about an active call, and nothing else:
 3. anti-starvation promotion while it waits (:meth:`Policy.record_wait`),
 
 plus how a finished call updates its program's attained service
-(:meth:`Policy.updated_program_service`). Ordering is ``sort_key``: queue first, FCFS
-within a queue, arrival sequence as the final tie-breaker. The vLLM scheduler glue
+(:meth:`Policy.updated_program_service`). Ordering is ``sort_key``: the client's own
+priority first (a strict outer key), then queue, FCFS within a queue, arrival sequence
+as the final tie-breaker. The vLLM scheduler glue
 (``autellix_engine.scheduler``) and the simulator (``autellix_engine.sim``) call the very
 same objects.
 
@@ -77,9 +78,16 @@ class Policy(ABC):
 
     # -- ordering and program update (pure) -------------------------------------
     @staticmethod
-    def sort_key(call: CallState) -> tuple[int, float, int]:
-        """Scheduling order: lower sorts first."""
-        return (call.level, call.arrival, call.seq)
+    def sort_key(call: CallState) -> tuple[int, int, float, int]:
+        """Scheduling order: lower sorts first. The client's own priority is a strict
+        outer key (a client that asks for priority 0 beats one that asks for 1 at any
+        queue level); the policy's queue level orders calls of equal client priority."""
+        return (call.client_priority, call.level, call.arrival, call.seq)
+
+    def engine_priority(self, call: CallState) -> int:
+        """The one integer vLLM's priority queue orders by (``request.priority``):
+        ``client_priority * num_queues + level``, the first two keys of ``sort_key``."""
+        return call.client_priority * self.config.num_queues + call.level
 
     def updated_program_service(self, program_service: float, call: CallState) -> float:
         """A program's attained service after ``call`` completes (sum of calls)."""

@@ -44,11 +44,15 @@ class ProgramTag:
         return args
 
     @classmethod
-    def from_extra_args(cls, extra: dict[str, Any] | None, request_id: str) -> ProgramTag:
-        """Read a tag; a request without one is a one-call program of its own."""
+    def from_extra_args(cls, extra: dict[str, Any] | None, request_id: str,
+                        session_id: str | None = None) -> ProgramTag:
+        """Read a tag. The program is our ``program_id`` key, else vLLM's session id
+        (``Request.session_id``), else the request is a one-call program of its own."""
         extra = extra or {}
         pid = extra.get(PROGRAM_ID)
-        pid = str(pid) if pid not in (None, "") else request_id
+        if pid in (None, ""):
+            pid = session_id or request_id
+        pid = str(pid)
         return cls(
             program_id=pid,
             thread_id=str(extra.get(THREAD_ID, "main")),

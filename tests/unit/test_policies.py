@@ -99,7 +99,7 @@ def test_atlas_parallel_calls_share_one_priority():
         policy.admit(c)
     assert {c.level for c in siblings} == {2}
     keys = sorted(policy.sort_key(c) for c in siblings)
-    assert [k[0] for k in keys] == [2] * 5  # not ordered among themselves by queue
+    assert [k[:2] for k in keys] == [(0, 2)] * 5  # not ordered among themselves by queue
 
 
 def test_sort_key_is_queue_then_arrival_then_sequence():
@@ -115,3 +115,24 @@ def test_sort_key_is_queue_then_arrival_then_sequence():
 def test_unknown_policy_raises_value_error():
     with pytest.raises(ValueError, match="Unknown scheduling policy"):
         create_policy("round-robin")
+
+
+def test_the_clients_priority_is_the_outer_key_of_every_policy():
+    for name in ("mlfq", "plas", "atlas"):
+        policy = create_policy(name, CFG)
+        vip, fresh = make_call(0, start_service=1000.0), make_call(1)
+        vip.client_priority = -1
+        for c in (vip, fresh):
+            policy.admit(c)
+        assert policy.sort_key(vip) < policy.sort_key(fresh)
+        assert policy.engine_priority(vip) < policy.engine_priority(fresh)
+        # engine_priority is the first two keys of sort_key (vLLM breaks ties by arrival)
+        calls = [vip, fresh]
+        for i, (service, prio) in enumerate([(1000.0, 0), (30.0, 0), (0.0, 2), (15.0, -1)]):
+            calls.append(make_call(2 + i, start_service=service))
+            calls[-1].client_priority = prio
+            policy.admit(calls[-1])
+        for a in calls:
+            for b in calls:
+                assert (policy.engine_priority(a) < policy.engine_priority(b)) == (
+                    policy.sort_key(a)[:2] < policy.sort_key(b)[:2])

@@ -176,3 +176,82 @@ def test_multi_step_scheduling_preempts_only_on_decision_steps():
 def test_decision_interval_must_be_positive():
     with pytest.raises(ValueError, match="decision_interval_steps"):
         PolicyConfig(decision_interval_steps=0)
+
+
+def _queue_order(scheduler):
+    """The waiting queue as vLLM pops it (a heap copy: wrong if the heap is stale)."""
+    return [r.request_id for r in scheduler.waiting]
+
+
+def _sorted_order(scheduler):
+    reqs = sorted(scheduler.waiting, key=lambda r: (r.priority, r.arrival_time))
+    return [r.request_id for r in reqs]
+
+
+def test_a_new_call_enters_the_waiting_heap_at_its_own_priority():
+    """vLLM's heap must see the call's priority when it is pushed: changing it after the
+    push leaves the heap out of order (later, worse calls admitted first)."""
+    s = create_scheduler(HarnessConfig(policy="atlas", max_num_seqs=1))
+    s.add_request(make_request("busy", 16, 50, program_id="busy", first_token=1))
+    fake_step(s)  # busy runs; the batch is full
+    for name, service in [("old", 5000.0), ("mid", 70.0), ("worse", 500.0)]:
+        s.add_request(make_request(name, 16, 8, program_id=name, program_service=service,
+                                   first_token=200 + len(s.requests) * 100))
+    assert s.waiting.peek_request().request_id == "mid"
+    assert _queue_order(s) == _sorted_order(s) == ["mid", "worse", "old"]
+
+
+@pytest.mark.parametrize("interval", [1, 4])
+def test_the_waiting_heap_is_in_order_at_every_step(interval):
+    """Levels change every step (service, waiting); they reach request.priority only at
+    decision steps, so between decisions the heap never holds a stale key."""
+    s = create_scheduler(HarnessConfig(
+        policy="atlas", max_num_seqs=2,
+        policy_config=PolicyConfig(num_queues=4, first_boundary=8, beta=2.0,
+                                   decision_interval_steps=interval)))
+    rng = random.Random(interval)
+    for i in range(12):
+        s.add_request(make_request(f"r{i}", 8, rng.randint(4, 40), program_id=f"p{i % 5}",
+                                   program_service=float(rng.choice([0, 30, 300])),
+                                   first_token=50 * i + 1))
+    for _ in range(400):
+        if not s.has_unfinished_requests():
+            break
+        assert _queue_order(s) == _sorted_order(s)
+        fake_step(s)
+    assert not s.has_unfinished_requests()
+
+
+def test_a_vllm_session_id_makes_calls_one_program():
+    """No Autellix keys, only vLLM's session id (as a stock `vllm serve` passes it): the
+    scheduler's local table accounts the session's service across its calls."""
+    s = create_scheduler(HarnessConfig(policy="atlas", max_num_seqs=1))
+    s.add_request(make_request("a1", 16, 200, session_id="sess-a", first_token=1))
+    run_until_done(s)
+    assert s._local_table.get("sess-a").service >= 200
+    s.add_request(make_request("busy", 16, 30, session_id="sess-c", first_token=600))
+    fake_step(s)
+    s.add_request(make_request("a2", 16, 8, session_id="sess-a", first_token=200))
+    s.add_request(make_request("b1", 16, 8, session_id="sess-b", first_token=400))
+    assert _queue_order(s) == ["b1", "a2"]  # the fresh session goes first
+    assert s._calls["a2"].start_service >= 200 and s._calls["b1"].start_service == 0
+    done = run_until_done(s)
+    assert done["b1"][0] < done["a2"][0]
+
+
+def test_the_clients_priority_is_a_strict_outer_key():
+    """A client's own priority (lower first, as in vLLM) outranks the queue level: a
+    program with much service but priority -1 goes before a fresh one at priority 0."""
+    s = create_scheduler(HarnessConfig(policy="atlas", max_num_seqs=1))
+    s.add_request(make_request("busy", 16, 30, program_id="busy", first_token=1))
+    fake_step(s)
+    s.add_request(make_request("fresh", 16, 8, program_id="fresh", program_service=0.0,
+                               first_token=200))
+    s.add_request(make_request("vip", 16, 8, program_id="vip", program_service=5000.0,
+                               priority=-1, first_token=400))
+    s.add_request(make_request("low", 16, 8, program_id="low", program_service=0.0,
+                               priority=1, first_token=600))
+    assert _queue_order(s) == ["vip", "fresh", "low"]
+    assert s._calls["vip"].level > s._calls["fresh"].level  # the level still counts inside
+    done = run_until_done(s)
+    assert done["vip"][0] < done["fresh"][0] < done["low"][0]

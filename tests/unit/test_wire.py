@@ -24,3 +24,10 @@ def test_call_stats_round_trip_through_transfer_params():
     params = {"other": 1, STATS_KEY: stats.to_dict()}
     assert CallStats.from_transfer_params(params) == stats
     assert CallStats.from_transfer_params(None) is None
+
+
+def test_vllms_session_id_names_the_program_when_no_program_key_is_given():
+    assert ProgramTag.from_extra_args(None, "req-1", session_id="s").program_id == "s"
+    assert ProgramTag.from_extra_args({}, "req-1", session_id=None).program_id == "req-1"
+    ours = ProgramTag.from_extra_args({"program_id": "p"}, "req-1", session_id="s")
+    assert ours.program_id == "p"  # our key wins over the session id
