@@ -11,8 +11,8 @@ step (paper Alg. 1, lines 32-39). FCFS keeps running calls and fills free slots 
 arrival order (stock vLLM never preempts to admit a call).
 
 Tie-breaking (documented so hand-computed schedules can be reproduced): calls compare
-by ``Policy.sort_key`` = (client priority, queue, arrival time, arrival sequence); calls arriving at the
-same time get their sequence in program order (the order of ``programs``), then in
+by ``Policy.sort_key`` = (client priority, queue, arrival time, arrival sequence); calls
+arriving at the same time get their sequence in program order (the order of ``programs``), then in
 stage order within a program.
 """
 
