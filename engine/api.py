@@ -187,7 +187,7 @@ class AutellixEngine:
     async def stream(
         self, prompt: Prompt, *, program_id: str | None = None, thread: str = "main",
         max_tokens: int | None = DEFAULT_MAX_TOKENS, json_schema: dict | None = None,
-        trace_context: dict[str, str] | None = None, **params: Any,
+        trace_context: dict[str, str] | None = None, priority: int = 0, **params: Any,
     ) -> AsyncIterator[StreamChunk]:
         """Run one call, yielding text as it is generated.
 
@@ -203,6 +203,9 @@ class AutellixEngine:
                 caller's span. ``traceparent`` rides with the request into the engine
                 core (``extra_args``); both go to vLLM's own tracing when it is
                 enabled (``EngineConfig.otlp_traces_endpoint``).
+            priority: the caller's own priority (vLLM's ``priority``: lower first). A
+                strict outer key: the policy orders calls of equal priority by program
+                (``Policy.sort_key``). Needs a program-aware policy (not ``fcfs``).
             **params: sampling parameters (``temperature``, ``top_p``, ``seed``,
                 ``stop``, ``ignore_eos``, ... see ``SAMPLING_KEYS``).
 
@@ -215,6 +218,7 @@ class AutellixEngine:
         self._ensure_running()
         prompt_ids = self._encode(prompt)
         sampling = self._sampling_params(max_tokens, json_schema, params)
+        self._check_priority(priority)
         one_off = program_id is None
         pid = program_id or f"call-{uuid.uuid4().hex}"
         ticket = self.table.begin_call(pid, thread, replica_id=self.replica_id)
@@ -224,7 +228,8 @@ class AutellixEngine:
         finished = False
         try:
             trace_headers = trace_context if self.config.otlp_traces_endpoint else None
-            async for chunk in self._run(prompt_ids, sampling, ticket.call_id, tag, trace_headers):
+            async for chunk in self._run(prompt_ids, sampling, ticket.call_id, tag, trace_headers,
+                                         priority):
                 if chunk.result is not None:
                     finished = True
                     self._record(chunk.result)
@@ -237,7 +242,7 @@ class AutellixEngine:
 
     async def _run(
         self, prompt_ids: list[int], sampling: Any, call_id: str, tag: ProgramTag,
-        trace_headers: dict[str, str] | None,
+        trace_headers: dict[str, str] | None, priority: int,
     ) -> AsyncIterator[StreamChunk]:
         from vllm.exceptions import VLLMClientError
 
@@ -246,7 +251,8 @@ class AutellixEngine:
         token_ids: list[int] = []
         text: list[str] = []
         gen = self._llm.generate(
-            {"prompt_token_ids": prompt_ids}, sampling, call_id, trace_headers=trace_headers
+            {"prompt_token_ids": prompt_ids}, sampling, call_id, trace_headers=trace_headers,
+            priority=priority,
         )
         try:
             async for out in gen:
@@ -292,6 +298,15 @@ class AutellixEngine:
         )
 
     # -- input handling ---------------------------------------------------------------
+    def _check_priority(self, priority: Any) -> None:
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise InvalidRequestError(f"priority must be an integer, got {priority!r}")
+        if not -(2**31) <= priority < 2**31:
+            raise InvalidRequestError("priority must fit in 32 bits")
+        if priority and self.config.policy == "fcfs":
+            raise InvalidRequestError("priority needs a program-aware policy (mlfq, plas or "
+                                      "atlas); this engine runs fcfs")
+
     def _ensure_running(self) -> None:
         if self._llm is None:
             state = "closed" if self._closed else "not started (use 'async with' or start())"

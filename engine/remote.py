@@ -117,9 +117,10 @@ class RemoteReplica(AutellixEngine):
             raise EngineNotRunningError(f"Remote replica {self.base_url} is not started")
 
     # -- one call ---------------------------------------------------------------------
-    def _body(self, prompt_ids: list[int], sampling: Any) -> dict[str, Any]:
+    def _body(self, prompt_ids: list[int], sampling: Any, priority: int) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.config.model, "prompt": prompt_ids, "stream": True,
+            "priority": priority,
             "stream_options": {"include_usage": True}, "return_token_ids": True,
             "vllm_xargs": dict(sampling.extra_args or {}),
         }
@@ -133,14 +134,15 @@ class RemoteReplica(AutellixEngine):
         return body
 
     async def _run(self, prompt_ids: list[int], sampling: Any, call_id: str, tag: ProgramTag,
-                   trace_headers: dict[str, str] | None) -> AsyncIterator[StreamChunk]:
+                   trace_headers: dict[str, str] | None,
+                   priority: int) -> AsyncIterator[StreamChunk]:
         assert self._client is not None
         submitted = time.monotonic()
         headers = {"traceparent": tag.traceparent} if tag.traceparent else {}
         parser = _CompletionStream()
         try:
             async with self._client.stream("POST", "/v1/completions",
-                                           json=self._body(prompt_ids, sampling),
+                                           json=self._body(prompt_ids, sampling, priority),
                                            headers=headers) as response:
                 if response.status_code >= 400:
                     await _raise_for(response, self.base_url)

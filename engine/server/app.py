@@ -5,8 +5,11 @@ and not; ``stream_options.include_usage``; ``response_format``), ``GET /v1/model
 ``PUT|DELETE|GET /v1/programs/{id}``, ``GET /health``, ``GET /metrics``.
 
 Program and thread ids come from the ``X-Autellix-Program-Id`` / ``X-Autellix-Thread-Id``
-headers or the ``program_id`` / ``thread_id`` body fields; the W3C ``traceparent``
-header is passed on with the call. With API keys configured, program ids are scoped per
+headers or the ``program_id`` / ``thread_id`` body fields, else from the session
+identities that vLLM and gateways use (body ``session_id``, ``X-Session-ID``, llm-d's
+``x-gateway-inference-fairness-id``): see ``protocol.program_identity``. A call's
+``priority`` (body, or vLLM's ``X-Vllm-Priority`` header) is a strict outer key over
+the policy's queues. The W3C ``traceparent`` header is passed on with the call. With API keys configured, program ids are scoped per
 key. A client that disconnects has its engine request aborted.
 """
 
@@ -146,14 +149,15 @@ class _Server:
         parsed = protocol.parse_request(
             await self._json(request), chat=chat, model=self.engine.model_name,
             max_tokens_limit=self.settings.max_tokens_limit)
-        external = request.headers.get(PROGRAM_HEADER) or parsed.program_id
+        external = protocol.program_identity(request.headers, PROGRAM_HEADER, parsed)
+        priority = protocol.call_priority(request.headers, parsed)
         pid = self._internal_id(scope, external) if external else None
         if pid is not None:
             self.engine.ensure_program(pid)
         thread = request.headers.get(THREAD_HEADER) or parsed.thread
         trace = {h: request.headers[h] for h in TRACE_HEADERS if h in request.headers}
         stream = self.engine.stream(parsed.prompt, program_id=pid, thread=thread,
-                                    trace_context=trace, **parsed.params)
+                                    trace_context=trace, priority=priority, **parsed.params)
         rid, model = protocol.new_id(chat), self.engine.model_name
         try:
             first = await anext(stream)  # validation errors surface here, before any byte

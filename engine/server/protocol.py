@@ -38,6 +38,8 @@ class ParsedRequest:
     program_id: str | None = None
     thread: str = "main"
     tool_mode: bool = False  # the output is a tool-call envelope (OpenAI ``tools``)
+    session_id: str | None = None  # vLLM's session identity (body ``session_id``)
+    priority: int = 0  # vLLM's ``priority`` (lower first); a strict outer key
 
 
 def parse_request(body: Any, *, chat: bool, model: str, max_tokens_limit: int) -> ParsedRequest:
@@ -98,8 +100,43 @@ def parse_request(body: Any, *, chat: bool, model: str, max_tokens_limit: int) -
     if program_id is not None and not isinstance(program_id, str):
         raise RequestError("program_id must be a string", param="program_id")
     thread = body.get("thread_id", "main")
+    session_id = body.get("session_id")
+    if session_id is not None and (not isinstance(session_id, str) or not session_id):
+        raise RequestError("session_id must be a non-empty string", param="session_id")
+    priority = body.get("priority", 0)
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise RequestError("priority must be an integer", param="priority")
     return ParsedRequest(prompt, params, stream, bool(options.get("include_usage")),
-                         program_id, str(thread), tool_mode=bool(tools))
+                         program_id, str(thread), tool_mode=bool(tools),
+                         session_id=session_id, priority=priority)
+
+
+#: Headers that name the program when neither ours nor a body field does, in order:
+#: vLLM's session header and llm-d's fairness id (gateways forward it per tenant/session).
+SESSION_HEADERS = ("x-session-id", "x-gateway-inference-fairness-id")
+#: vLLM's priority header; it overrides the body's ``priority`` (as in ``vllm serve``).
+PRIORITY_HEADER = "x-vllm-priority"
+
+
+def program_identity(headers: Any, program_header: str, parsed: ParsedRequest) -> str | None:
+    """The program a call belongs to: our header, our ``program_id`` body field, vLLM's
+    body ``session_id``, the ``X-Session-ID`` header, llm-d's fairness id; else None."""
+    for value in (headers.get(program_header), parsed.program_id, parsed.session_id,
+                  *(headers.get(h) for h in SESSION_HEADERS)):
+        if value:
+            return value
+    return None
+
+
+def call_priority(headers: Any, parsed: ParsedRequest) -> int:
+    """The call's priority: vLLM's ``X-Vllm-Priority`` header, else the body field."""
+    raw = headers.get(PRIORITY_HEADER)
+    if raw is None:
+        return parsed.priority
+    try:
+        return int(raw)
+    except ValueError:
+        raise RequestError(f"{PRIORITY_HEADER} must be an integer", param="priority") from None
 
 
 def _tools(body: dict) -> tuple[list[dict], bool]:

@@ -64,3 +64,19 @@ async def test_engine_not_started_or_closed():
 async def test_unknown_model_fails_at_start_with_a_clear_error():
     with pytest.raises(ModelError, match="Unknown model"):
         await AutellixEngine(EngineConfig(model="no-such-model")).start()
+
+
+@pytest.mark.parametrize("priority", ["1", 1.0, True, 2**40])
+async def test_a_malformed_priority_is_refused(atlas, priority):
+    before = {p.program_id for p in atlas.table.snapshot()}
+    with pytest.raises(InvalidRequestError, match="priority"):
+        await atlas.generate("hi", max_tokens=2, priority=priority)
+    assert {p.program_id for p in atlas.table.snapshot()} == before  # nothing left behind
+
+
+async def test_priority_needs_a_program_aware_policy(engines):
+    fcfs = await engines.get("fcfs")
+    with pytest.raises(InvalidRequestError, match="program-aware policy"):
+        await fcfs.generate("hi", max_tokens=2, priority=1)
+    out = await fcfs.generate("hi", max_tokens=2, priority=0)  # the default is fine
+    assert out.usage.completion_tokens == 2

@@ -215,3 +215,41 @@ async def test_a_bounded_load_of_concurrent_clients_loses_nothing(server):
             assert stats["num_calls"] == 2 and stats["active_threads"] == []
         page = (await http.get("/metrics")).text
     assert "autellix_active_calls 0" in page
+
+
+@pytest.mark.parametrize("how", ["body", "x-session-id", "fairness-id", "ours-first"])
+async def test_session_identities_name_the_program(server, atlas, how):
+    """vLLM's and gateways' session identities make calls one program, beside ours."""
+    client = openai.AsyncOpenAI(base_url=f"{server}/v1", api_key="unused")
+    sid = f"sess-{how}"
+    kwargs = {
+        "body": dict(extra_body={"session_id": sid}),
+        "x-session-id": dict(extra_headers={"X-Session-ID": sid}),
+        "fairness-id": dict(extra_headers={"x-gateway-inference-fairness-id": sid}),
+        "ours-first": dict(extra_headers={"X-Session-ID": "other",
+                                          "X-Autellix-Program-Id": sid}),
+    }[how]
+    for _ in range(2):
+        await client.completions.create(model="tiny", prompt="hi", max_tokens=3, **GREEDY,
+                                        **kwargs)
+    snap = atlas.table.get(f"anon/{sid}")  # no API keys: the "anon" scope
+    assert snap.num_calls == 2 and snap.tokens_generated == 6
+    if how == "ours-first":
+        assert atlas.table.get("anon/other") is None
+
+
+async def test_priority_from_the_body_or_vllms_header(server):
+    async with httpx.AsyncClient(base_url=server) as http:
+        body = {"model": "tiny", "prompt": "hi", "max_tokens": 2, **GREEDY}
+        ok = await http.post("/v1/completions", json={**body, "priority": -3})
+        assert ok.status_code == 200
+        ok = await http.post("/v1/completions", json=body, headers={"X-Vllm-Priority": "2"})
+        assert ok.status_code == 200
+        for bad_body, headers in [({**body, "priority": "high"}, {}),
+                                  ({**body, "priority": 1.5}, {}),
+                                  ({**body, "priority": 2**40}, {}),
+                                  (body, {"X-Vllm-Priority": "soon"}),
+                                  ({**body, "session_id": 7}, {})]:
+            bad = await http.post("/v1/completions", json=bad_body, headers=headers)
+            assert bad.status_code == 400, (bad_body, headers, bad.text)
+            assert "error" in bad.json()
