@@ -9,8 +9,9 @@ headers or the ``program_id`` / ``thread_id`` body fields, else from the session
 identities that vLLM and gateways use (body ``session_id``, ``X-Session-ID``, llm-d's
 ``x-gateway-inference-fairness-id``): see ``protocol.program_identity``. A call's
 ``priority`` (body, or vLLM's ``X-Vllm-Priority`` header) is a strict outer key over
-the policy's queues. The W3C ``traceparent`` header is passed on with the call. With API keys configured, program ids are scoped per
-key. A client that disconnects has its engine request aborted.
+the policy's queues. The W3C ``traceparent`` header is passed on with the call. With
+API keys configured, program ids are scoped per key. A client that disconnects has its
+engine request aborted.
 """
 
 from __future__ import annotations
