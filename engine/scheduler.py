@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 #: Key of our settings in ``VllmConfig.additional_config``.
 CONFIG_KEY = "autellix"
+#: The policy when ``additional_config`` names none (``vllm serve --scheduler-cls`` alone).
+DEFAULT_POLICY = "atlas"
 
 
 class _ProgramAwareMixin:
@@ -55,7 +57,8 @@ class _ProgramAwareMixin:
         super().__init__(*args, **kwargs)
         settings = dict(self.vllm_config.additional_config or {}).get(CONFIG_KEY, {})
         self._policy_config = PolicyConfig.from_dict(settings.get("policy_config", {}))
-        self._policy = create_policy(settings.get("policy", "fcfs"), self._policy_config)
+        # Naming our class is asking for program scheduling: ATLAS unless told otherwise.
+        self._policy = create_policy(settings.get("policy", DEFAULT_POLICY), self._policy_config)
         self._tokens_unit = self._policy_config.service_unit is ServiceUnit.TOKENS
         self._calls: dict[str, CallState] = {}
         self._seq = 0
@@ -71,7 +74,11 @@ class _ProgramAwareMixin:
         self._steps_since_gc = 0
         self._steps_to_decision = 0
         self._swap = self._find_swap_connector()  # vLLM's __init__ built self.connector
-        if self.policy is SchedulingPolicy.PRIORITY:  # queues are still empty here
+        if self._policy.kind is not PolicyKind.FCFS:
+            # Our order needs vLLM's priority queue; `--scheduling-policy priority` is
+            # then not one more flag to forget. (vLLM's front end still refuses a
+            # client's non-zero priority without it.) The queues are still empty here.
+            self.policy = SchedulingPolicy.PRIORITY
             self.waiting = ProgramPriorityQueue()
             self.kv_holding_waiting = ProgramPriorityQueue()
         logger.info("Autellix scheduler: policy=%s", self._policy.kind.value)

@@ -1,0 +1,65 @@
+"""A stock ``vllm serve`` with our scheduler and nothing else of ours in the path: the
+official ``openai`` client sends only vLLM's session id (``X-Session-ID`` header or
+body ``session_id``). The server runs docs/deployment.md's command (with CPU settings
+and our tuning in ``--additional-config``: ``session_overtake.stock_vllm_command``).
+
+Judged by the engine's own count of the steps B waited (our scheduler's statistics on
+vLLM's response), not by seconds or by what the client saw (vLLM's API server lags its
+engine on a loaded 2-core machine): with session ids B's short call overtakes A's long
+ones at once; without them B waits for one of A's calls to finish (the top queue's
+quantum, 1024 tokens of service here, exceeds A's 300-token calls). The wall-clock
+comparison is a benchmark: ``python benchmarks/session_overtake.py`` (docs/benchmarks.md).
+"""
+
+import openai
+import pytest
+import pytest_asyncio
+
+from autellix_workloads import session_overtake
+
+RUNNING = 4  # = --max-num-seqs: A's long calls fill the batch
+MODEL = "smollm2"  # tiny's fast steps flood vLLM's API server here (session_overtake)
+
+
+@pytest_asyncio.fixture(scope="module")
+async def stock_server():
+    async with session_overtake.stock_vllm_server(MODEL, RUNNING) as url:
+        yield url
+
+
+@pytest.mark.parametrize("mode", ["header", "body"])
+async def test_a_fresh_session_overtakes_a_saturating_one(stock_server, mode):
+    with_ids = await session_overtake.run(stock_server, MODEL, mode, running=RUNNING,
+                                          tag=f"-{mode}")
+    assert with_ids.start_level == 0  # B: a fresh program
+    assert with_ids.longs_done_before_short == 0, with_ids  # B ended while A's calls ran
+    assert with_ids.waited_steps <= 3, with_ids  # ... and it overtook them at once
+
+
+async def test_without_session_ids_the_short_call_waits_for_a_slot(stock_server):
+    """The same round with no session id: every call is a program of its own in the top
+    queue, so B waits (FCFS in a level) until one of A's calls ends. vLLM's API server
+    may hand B to the engine late; a round where all of A's calls had ended first
+    shows nothing and is run again (at most three rounds)."""
+    for attempt in range(3):
+        without = await session_overtake.run(stock_server, MODEL, "none", running=RUNNING,
+                                             tag=f"-none-{attempt}")
+        if without.waited_steps > 0 or without.longs_done_before_short < RUNNING:
+            break
+    assert without.start_level == 0
+    assert without.waited_steps >= 100, without  # B waited while A's calls decoded
+    assert without.longs_done_before_short >= 1, without
+
+
+async def test_a_clients_priority_reaches_our_scheduler_without_more_flags(stock_server):
+    """No `--scheduling-policy priority` in the command: our scheduler switches vLLM to
+    its priority queue, and vLLM's front end accepts a client's priority."""
+    client = openai.AsyncOpenAI(base_url=f"{stock_server}/v1", api_key="unused")
+    try:
+        for priority in (-1, 3):
+            out = await client.completions.create(
+                model=MODEL, prompt="hi", max_tokens=4, temperature=0.0,
+                extra_headers={"X-Session-ID": "prio"}, extra_body={"priority": priority})
+            assert out.usage.completion_tokens == 4
+    finally:
+        await client.close()
