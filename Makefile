@@ -30,6 +30,9 @@ $(STAMP): pyproject.toml Makefile $(wildcard csrc/*.cpp csrc/*.h csrc/*.cu)
 	@# The KV swap extension (csrc/): C++ always, CUDA where torch has CUDA and nvcc.
 	@# A failed build is reported and the engine preempts by recomputation.
 	$(VENV)/bin/autellix build-ext
+	@# vLLM's own scheduler tests (sdist on PyPI, unpacked into the cache, not the repo)
+	@# run against our scheduler classes in tests/vllm_upstream.
+	$(PY) tests/vllm_upstream/fetch.py
 	@touch $@
 
 run: setup
