@@ -21,8 +21,11 @@ from autellix_engine.vllm_args import replica_command
 from tests.integration.conftest import TEST_ENGINE
 
 GREEDY = dict(temperature=0.0, ignore_eos=True)
-CONFIG = EngineConfig(policy="atlas", **TEST_ENGINE)
-LONG = 700  # tokens: long enough that no long call ends while the short one runs
+# SmolLM2, not tiny: tiny's ~4 ms steps flood a stock vLLM API server on 2 cores, which
+# then holds new HTTP requests back for seconds (docs/deployment.md), and the short
+# call of the first test reached the engine after the long ones had ended.
+CONFIG = EngineConfig(policy="atlas", **{**TEST_ENGINE, "model": "smollm2"})
+LONG = 300  # tokens: long enough that no long call ends while the short one runs
 
 
 def _free_port() -> int:
@@ -70,11 +73,20 @@ async def test_program_metadata_reaches_the_remote_scheduler(remote_server):
 
         async with remote.program() as long_prog:
             await asyncio.gather(*(call(long_prog, f"w{i}", f"warm {i}", 64) for i in range(4)))
-            longs = [asyncio.create_task(call(long_prog, f"l{i}", f"branch {i}", LONG))
-                     for i in range(6)]
-            while len(long_prog.stats().active_threads) < 6:
+            streaming: set[str] = set()
+
+            async def long_call(name, prompt):
+                result = None
+                async for chunk in long_prog.stream(prompt, thread=name, max_tokens=LONG,
+                                                    **GREEDY):
+                    streaming.add(name)
+                    result = chunk.result or result
+                order.append(name)
+                return result
+
+            longs = [asyncio.create_task(long_call(f"l{i}", f"branch {i}")) for i in range(6)]
+            while len(streaming) < 4:  # four long calls run (max_num_seqs), two wait
                 await asyncio.sleep(0.01)
-            await asyncio.sleep(0.3)  # four long calls run, two wait
             done_before = set(order)
             async with remote.program() as short_prog:
                 await call(short_prog, "short", "quick", 8)
@@ -85,7 +97,7 @@ async def test_program_metadata_reaches_the_remote_scheduler(remote_server):
         assert overtaken_by == []
         assert all(r.usage.completion_tokens == LONG for r in results)
         snap = remote.table.ended_snapshot(long_prog.id)
-        assert snap.service >= 300  # counted from usage; ATLAS: the longest thread
+        assert snap.service >= LONG  # counted from usage; ATLAS: the longest thread
 
 
 async def test_mixed_pool_spreads_calls_and_survives_the_remote_dying(remote_server):
