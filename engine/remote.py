@@ -66,7 +66,8 @@ class RemoteReplica(AutellixEngine):
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         self._client = httpx.AsyncClient(
             base_url=self.base_url, headers=headers,
-            timeout=httpx.Timeout(self.timeout_s, connect=5.0),
+            # A busy vLLM API server can take seconds to accept (docs/deployment.md).
+            timeout=httpx.Timeout(self.timeout_s, connect=30.0),
         )
         self._loop = asyncio.get_running_loop()
         if not await self.check_health():

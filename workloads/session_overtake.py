@@ -126,7 +126,11 @@ async def run(base_url: str, model: str, mode: str, *, running: int = 4, long_to
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    client = openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0)
+    # A loaded 2-core machine can keep vLLM's API server from accepting a connection
+    # for seconds: a long connect timeout, and retries (of connections only: a request
+    # that reached the server is never sent twice, its read timeout is 10 minutes).
+    client = openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=3,
+                                timeout=openai.Timeout(600.0, connect=60.0))
 
     def args(sid: str, n: int, prompt: str | list[int]) -> dict[str, Any]:
         extra = _session(mode, sid)

@@ -59,7 +59,8 @@ async def test_without_session_ids_the_short_call_waits_for_a_slot(stock_server)
 async def test_a_clients_priority_reaches_our_scheduler_without_more_flags(stock_server):
     """No `--scheduling-policy priority` in the command: our scheduler switches vLLM to
     its priority queue, and vLLM's front end accepts a client's priority."""
-    client = openai.AsyncOpenAI(base_url=f"{stock_server}/v1", api_key="unused")
+    client = openai.AsyncOpenAI(base_url=f"{stock_server}/v1", api_key="unused",
+                                timeout=openai.Timeout(600.0, connect=60.0))
     try:
         for priority in (-1, 3):
             out = await client.completions.create(
