@@ -37,6 +37,7 @@ from vllm.v1.core.sched.request_queue import SchedulingPolicy
 from vllm.v1.core.sched.scheduler import Scheduler
 from vllm.v1.request import Request, RequestStatus
 
+from autellix_engine.config import EngineConfig
 from autellix_engine.policy import CallState, PolicyConfig, ProcessTable, ServiceUnit, create_policy
 from autellix_engine.policy.config import PolicyKind
 from autellix_engine.policy.wire import STATS_KEY, CallStats, ProgramTag
@@ -46,8 +47,9 @@ logger = logging.getLogger(__name__)
 
 #: Key of our settings in ``VllmConfig.additional_config``.
 CONFIG_KEY = "autellix"
-#: The policy when ``additional_config`` names none (``vllm serve --scheduler-cls`` alone).
-DEFAULT_POLICY = "atlas"
+#: The policy when ``additional_config`` names none (``vllm serve --scheduler-cls`` alone):
+#: the engine's own default.
+DEFAULT_POLICY = EngineConfig.policy
 
 
 class _ProgramAwareMixin:
@@ -62,7 +64,7 @@ class _ProgramAwareMixin:
         self._tokens_unit = self._policy_config.service_unit is ServiceUnit.TOKENS
         self._calls: dict[str, CallState] = {}
         self._seq = 0
-        self._reorder_needed = False
+        self._level_changed: dict[str, CallState] = {}  # since the last decision step
         self._step_work: dict[str, tuple[int, int]] = {}  # req -> (prefill, decode)
         self._step_started: float | None = None
         self._last_step_end = time.monotonic()
@@ -76,8 +78,7 @@ class _ProgramAwareMixin:
         self._swap = self._find_swap_connector()  # vLLM's __init__ built self.connector
         if self._policy.kind is not PolicyKind.FCFS:
             # Our order needs vLLM's priority queue; `--scheduling-policy priority` is
-            # then not one more flag to forget. (vLLM's front end still refuses a
-            # client's non-zero priority without it.) The queues are still empty here.
+            # then not one more flag to forget. The queues are still empty here.
             self.policy = SchedulingPolicy.PRIORITY
             self.waiting = ProgramPriorityQueue()
             self.kv_holding_waiting = ProgramPriorityQueue()
@@ -175,8 +176,8 @@ class _ProgramAwareMixin:
         for call in waiting:
             call.queue_wait_s += waited_s
         changed += policy.record_waits(waiting, 1.0 if self._tokens_unit else waited_s)
-        if changed:  # applied to request.priority at the next decision step
-            self._reorder_needed = True
+        for call in changed:  # applied to request.priority at the next decision step
+            self._level_changed[call.call_id] = call
         self._step_work = {}
         self._step_started = None
         self._steps_since_gc += 1
@@ -186,14 +187,14 @@ class _ProgramAwareMixin:
 
     # -- ordering and proactive preemption -----------------------------------------
     def _reorder(self) -> None:
-        """Apply the calls' current levels to ``request.priority`` and re-order."""
-        if not self._reorder_needed:
+        """Apply the changed calls' levels to ``request.priority`` and re-order."""
+        if not self._level_changed:
             return
-        self._reorder_needed = False
-        for req_id, call in self._calls.items():
+        for req_id, call in self._level_changed.items():
             req = self.requests.get(req_id)
             if req is not None:
                 req.priority = self._policy.engine_priority(call)
+        self._level_changed.clear()
         for queue in (self.waiting, self.kv_holding_waiting):
             if isinstance(queue, ProgramPriorityQueue):
                 queue.reorder()
