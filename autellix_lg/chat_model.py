@@ -32,6 +32,7 @@ from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
+from autellix_engine.api import AutellixEngine
 from autellix_engine.errors import EngineNotRunningError
 from autellix_engine.results import CallResult
 from autellix_lg import _convert, programs
@@ -78,8 +79,8 @@ class AutellixChatModel(BaseChatModel):
     """Scheduling policy of the embedded engine: fcfs, mlfq, plas or atlas."""
     engine_config: dict[str, Any] = Field(default_factory=dict)
     """Further ``engine.EngineConfig`` fields for the embedded engine."""
-    engine: Any = Field(default=None, exclude=True)
-    """A started ``engine.AutellixEngine`` to use instead of the embedded default."""
+    engine: AutellixEngine | None = Field(default=None, exclude=True)
+    """A started ``AutellixEngine`` (one replica or many) instead of the embedded default."""
     base_url: str | None = None
     """URL of a remote Autellix server (OpenAI-compatible)."""
     api_key: SecretStr | None = None
@@ -388,16 +389,13 @@ class _Call:
         span.set_attribute(A.RESPONSE_MODEL, self.model.model_name)
         span.set_attribute(A.RESPONSE_FINISH_REASONS, [finish_reason])
         if res is not None:
-            t = res.timings
             span.set_attributes({
                 A.CALL_ID: res.call_id, A.USAGE_INPUT_TOKENS: res.usage.prompt_tokens,
                 A.USAGE_OUTPUT_TOKENS: res.usage.completion_tokens,
-                A.QUEUE_LEVEL: t.level, A.QUEUE_START_LEVEL: t.start_level,
-                A.QUEUE_WAIT_S: t.queue_wait_s, A.PREEMPTIONS: t.preemptions,
-                A.SERVICE: t.service, A.PREFILL_S: t.prefill_s, A.DECODE_S: t.decode_s,
+                **A.call_stats(res.stats),
             })
-            if t.time_to_first_token_s is not None:
-                span.set_attribute(A.TIME_TO_FIRST_TOKEN_S, t.time_to_first_token_s)
+            if res.time_to_first_token_s is not None:
+                span.set_attribute(A.TIME_TO_FIRST_TOKEN_S, res.time_to_first_token_s)
             if res.program_id and not self.program_id:
                 span.set_attribute(A.PROGRAM_ID, res.program_id)
         if self.model.capture_content:

@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from autellix_engine.api import AutellixEngine
+from autellix_engine.config import EngineConfig
 from autellix_engine.errors import AutellixError
 from autellix_engine.results import StreamChunk
 
@@ -67,7 +69,7 @@ class _EngineHost:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._engines: dict[str, Any] = {}
+        self._engines: dict[str, AutellixEngine] = {}
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
@@ -76,9 +78,7 @@ class _EngineHost:
             self._loop = loop
         return self._loop
 
-    def engine(self, config: Any) -> Any:
-        from autellix_engine.api import AutellixEngine
-
+    def engine(self, config: EngineConfig) -> AutellixEngine:
         key = repr(config)
         with self._lock:
             eng = self._engines.get(key)
@@ -114,13 +114,13 @@ _END = object()
 class EmbeddedClient:
     """Calls an in-process ``AutellixEngine`` from any thread or event loop."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: AutellixEngine) -> None:
         self.engine = engine
         self.model_name = engine.config.model
         self.policy = engine.config.policy
 
     @classmethod
-    def from_config(cls, config: Any) -> EmbeddedClient:
+    def from_config(cls, config: EngineConfig) -> EmbeddedClient:
         """The process-wide engine for ``config``, started on first use."""
         return cls(ENGINE_HOST.engine(config))
 
@@ -373,14 +373,15 @@ class _SSEParser:
         return out
 
     def final(self) -> StreamChunk:
-        from autellix_engine.results import CallResult, CallTimings, Usage
+        from autellix_engine.policy.calls import CallStats
+        from autellix_engine.results import CallResult, Usage
 
         u = self.usage
         result = CallResult(
             "".join(self.text), (), self.finish or "stop", None,
             Usage(u.get("prompt_tokens", 0), u.get("completion_tokens", 0),
                   (u.get("prompt_tokens_details") or {}).get("cached_tokens", 0)),
-            CallTimings(0.0, None, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0, 0),
+            CallStats(), 0.0, None,
             self.request.program_id or "", self.request.thread, self.call_id,
         )
         return StreamChunk("", (), self.finish or "stop", result)

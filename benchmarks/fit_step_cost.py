@@ -41,7 +41,7 @@ async def measure(model: str, tokens: int) -> dict:
             outs = await asyncio.gather(*(
                 eng.generate([10 + i], max_tokens=tokens, ignore_eos=True, temperature=0.0)
                 for i in range(b)))
-            per_step = statistics.mean(o.timings.decode_s / max(o.usage.completion_tokens - 1, 1)
+            per_step = statistics.mean(o.stats.decode_s / max(o.usage.completion_tokens - 1, 1)
                                        for o in outs)
             decode_x.append(b)
             decode_y.append(per_step)
@@ -50,7 +50,7 @@ async def measure(model: str, tokens: int) -> dict:
             prompt = [(7 * i) % 1000 + 10 for i in range(p)]
             out = await eng.generate(prompt, max_tokens=1, temperature=0.0)
             prefill_x.append(p)
-            prefill_y.append(out.timings.execution_s)
+            prefill_y.append(out.stats.execution_s)
     base, per_decode = least_squares(decode_x, decode_y)
     if per_decode < 0:  # flat within noise (a small model on 2 cores): a constant step
         base, per_decode = statistics.mean(decode_y), 0.0

@@ -25,8 +25,7 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
 
-from autellix_engine import EngineConfig  # noqa: E402
-from autellix_engine.pool import EnginePool  # noqa: E402
+from autellix_engine import AutellixEngine, EngineConfig  # noqa: E402
 from autellix_workloads.metrics import percentile  # noqa: E402
 
 MiB = 1 << 20
@@ -51,7 +50,8 @@ async def run_program(pool, k: int, doc: list[int], args, t0: float, arrival: fl
 
 async def run_routing(routing: str, args) -> dict:
     config = EngineConfig(model=args.model, policy="atlas", max_num_seqs=args.max_num_seqs,
-                          max_model_len=args.max_model_len, kv_cache_bytes=args.kv_mib * MiB)
+                          max_model_len=args.max_model_len, kv_cache_bytes=args.kv_mib * MiB,
+                          replicas=2, routing=routing)
     rng = random.Random(args.seed)
     docs = [[rng.randrange(1000, 20000) for _ in range(args.doc_tokens)]
             for _ in range(args.programs)]
@@ -59,7 +59,7 @@ async def run_routing(routing: str, args) -> dict:
     for _ in range(args.programs):
         arrivals.append(t)
         t += rng.expovariate(args.rate)
-    async with EnginePool(config, replicas=2, routing=routing) as pool:
+    async with AutellixEngine(config) as pool:
         await pool.generate("warm up", max_tokens=2)
         t0 = time.monotonic()
         outs = await asyncio.gather(*(

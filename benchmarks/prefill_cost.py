@@ -29,10 +29,10 @@ async def main_async(args) -> None:
         for r in range(args.repeats):
             prompt = [(r * 7 + i) % 1000 + 10 for i in range(args.prompt_tokens)]
             out = await eng.generate(prompt, max_tokens=1, temperature=0.0)
-            prefill.append(out.timings.execution_s / args.prompt_tokens)
+            prefill.append(out.stats.execution_s / args.prompt_tokens)
             out = await eng.generate([11 + r], max_tokens=args.decode_tokens,
                                      ignore_eos=True, temperature=0.0)
-            decode.append(out.timings.execution_s / args.decode_tokens)
+            decode.append(out.stats.execution_s / args.decode_tokens)
     p, d = statistics.median(prefill), statistics.median(decode)
     print(f"model={args.model} prompt={args.prompt_tokens} tokens")  # noqa: T201
     print(f"prefill: {p * 1e3:.3f} ms/token  decode: {d * 1e3:.3f} ms/step  "  # noqa: T201

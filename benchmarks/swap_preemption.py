@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import time
+from dataclasses import asdict
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
@@ -53,7 +54,7 @@ async def run_variant(name: str, args: argparse.Namespace) -> dict:
         started = time.monotonic()
         outcomes = await run_rate(graph, eng, programs, name)
         wall = time.monotonic() - started
-        totals = eng.totals.as_dict()
+        totals = {"preemptions": eng.totals.preemptions, **asdict(eng.totals.swap)}
     summary = summarize(name, args.rate, outcomes).to_dict()
     return {"variant": name, "mode": mode, "decision_interval_steps": interval,
             "wall_s": wall, "summary": summary, "totals": totals}

@@ -22,10 +22,10 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
 
-from autellix_engine.sim.des import SimConfig, StepCost, simulate  # noqa: E402
 from autellix_workloads.bench import BenchConfig, run_bench  # noqa: E402
 from autellix_workloads.generators import generate  # noqa: E402
 from autellix_workloads.metrics import ProgramOutcome  # noqa: E402
+from autellix_workloads.sim.des import SimConfig, StepCost, simulate  # noqa: E402
 
 FIELDS = [f.name for f in dataclasses.fields(ProgramOutcome)]
 

@@ -16,10 +16,11 @@ from autellix_engine.errors import (
     ModelError,
     ProgramEndedError,
     PromptTooLongError,
+    ReplicaError,
     UnknownProgramError,
 )
-from autellix_engine.policy import PolicyConfig, ProgramSnapshot
-from autellix_engine.results import CallResult, CallTimings, StreamChunk, Usage
+from autellix_engine.policy import CallStats, PolicyConfig, ProgramSnapshot
+from autellix_engine.results import CallResult, StreamChunk, Usage
 
 if TYPE_CHECKING:
     from autellix_engine.api import AutellixEngine, Program
@@ -28,7 +29,7 @@ __all__ = [
     "AutellixEngine",
     "AutellixError",
     "CallResult",
-    "CallTimings",
+    "CallStats",
     "EngineConfig",
     "EngineNotRunningError",
     "InvalidRequestError",
@@ -38,6 +39,7 @@ __all__ = [
     "ProgramEndedError",
     "ProgramSnapshot",
     "PromptTooLongError",
+    "ReplicaError",
     "StreamChunk",
     "UnknownProgramError",
     "Usage",

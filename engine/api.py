@@ -1,4 +1,4 @@
-"""The embedded engine: an async API over vLLM's ``AsyncLLM`` with program scheduling.
+"""The front end: one process table and router over N back ends, with the engine API.
 
 Example::
 
@@ -7,113 +7,118 @@ Example::
             out = await prog.generate("Hello", max_tokens=32)
         print(eng.programs())
 
-vLLM's engine core runs in a child process started with ``spawn``; that child does not
-re-run the caller's ``__main__`` (``autellix_engine.main_guard``), so a plain script
-needs no ``if __name__ == "__main__":`` guard.
+The front end owns everything about programs: the process table (one for all
+replicas, so a program's service counts wherever its calls ran), tokenization and
+validation, routing (``autellix_engine.policy.routing``; default: the paper's locality
+balancer), health and retries, totals, and the collection of abandoned programs. Each
+replica is a back end (``autellix_engine.backends``): an embedded vLLM engine
+(``EngineConfig.replicas``; one by default) or a remote ``vllm serve`` running our
+scheduler (``EngineConfig.remote_urls``), in any mix. One engine is a pool of one.
+
+Faults: a replica leaves the pool only when its health check fails (checked every
+``health_interval_s``, and at once after a call fails on it), and rejoins when it
+passes (a dead embedded engine is restarted). A call that a replica fails (a 5xx, a
+reset or timed-out connection, a dead engine) is retried on another replica with
+backoff while it has returned no token; after its first token it fails with
+``ReplicaError`` and is counted (``totals.failed_calls``). A call the request is at
+fault for (an HTTP 4xx) fails with ``InvalidRequestError`` at once and the replica
+stays in the pool.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from autellix_engine._vllm_setup import build_async_llm, is_engine_dead
+from autellix_engine.backends.base import Backend, BackendCall, Delta
+from autellix_engine.backends.embedded import EmbeddedBackend
+from autellix_engine.backends.http import HttpBackend
 from autellix_engine.config import EngineConfig
 from autellix_engine.errors import (
-    AutellixError,
     EngineNotRunningError,
     InvalidRequestError,
     PromptTooLongError,
+    ReplicaError,
 )
-from autellix_engine.models import resolve_model
-from autellix_engine.policy import ProcessTable, ProgramSnapshot, create_policy
-from autellix_engine.policy.wire import CallStats, ProgramTag
-from autellix_engine.results import CallResult, CallTimings, CallTotals, StreamChunk, Usage
+from autellix_engine.policy import CallStats, ProcessTable, ProgramSnapshot, create_policy
+from autellix_engine.policy.process_table import CallTicket
+from autellix_engine.policy.routing import NoHealthyReplicaError, RouteInfo, create_router
+from autellix_engine.policy.wire import ProgramTag
+from autellix_engine.results import CallResult, CallTotals, StreamChunk, Usage
+from autellix_engine.sampling import DEFAULT_MAX_TOKENS, SAMPLING_KEYS, Sampling
 
 logger = logging.getLogger(__name__)
 
-#: Default ``max_tokens`` of a call (vLLM's own default, 16, is too short for chat).
-DEFAULT_MAX_TOKENS = 256
-#: Sampling parameters a call accepts (passed to ``vllm.SamplingParams``).
-SAMPLING_KEYS = frozenset(
-    {
-        "temperature", "top_p", "top_k", "min_p", "seed", "stop", "stop_token_ids",
-        "ignore_eos", "presence_penalty", "frequency_penalty", "repetition_penalty",
-        "min_tokens", "logit_bias", "include_stop_str_in_output",
-    }
-)
+__all__ = ["DEFAULT_MAX_TOKENS", "SAMPLING_KEYS", "AutellixEngine", "Program"]
 
 Prompt = str | Sequence[dict[str, Any]] | Sequence[int]
 
 
 class AutellixEngine:
-    """An embedded vLLM engine whose scheduler serves programs, not isolated calls.
+    """Program-aware serving over one or more vLLM replicas.
 
     Use as an async context manager, or call :meth:`start` and :meth:`aclose`.
-    Keyword arguments override fields of ``config``.
+    Keyword arguments override fields of ``config``. ``backends`` replaces the
+    replicas the config describes (e.g. a custom :class:`Backend`).
     """
 
-    def __init__(
-        self, config: EngineConfig | None = None, *, table: ProcessTable | None = None,
-        replica_id: int | None = None, **overrides: Any,
-    ) -> None:
+    def __init__(self, config: EngineConfig | None = None, *,
+                 backends: Sequence[Backend] | None = None, **overrides: Any) -> None:
         base = config or EngineConfig()
         if overrides:
             base = EngineConfig(**{**base.__dict__, **overrides})
         self.config = base
         self.policy = create_policy(base.policy, base.policy_config)
-        # A pool of replicas passes one shared table: a program's service counts
-        # wherever its calls ran.
-        if table is None:
-            table = ProcessTable(
-                self.policy.updated_program_service, ttl_s=base.policy_config.program_ttl_s
-            )
-        self.table = table
-        self.replica_id = replica_id
-        self.totals = CallTotals()  # over this engine's finished calls
-        self._llm: Any = None
+        self.table = ProcessTable(self.policy.updated_program_service,
+                                  ttl_s=base.policy_config.program_ttl_s)
+        self.replicas: list[Backend] = list(backends) if backends else _backends(base)
+        self.router = create_router(base.routing, len(self.replicas), base.locality_threshold)
+        self.totals = CallTotals()  # over this front end's finished calls
+        self.rejoins = 0  # replicas brought back into the pool
+        self._tasks: list[asyncio.Task] = []
+        self._checking: set[int] = set()  # replicas with a health check under way
         self._tokenizer: Any = None
-        self._gc_task: asyncio.Task | None = None
+        self._max_model_len: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._started = False
         self._closed = False
-        self._max_model_len: int | None = None  # the engine's, known once started
 
     # -- lifecycle --------------------------------------------------------------------
     async def start(self) -> AutellixEngine:
-        """Prepare the model and start vLLM (its engine core runs in a child process)."""
-        if self._llm is not None:
+        """Start every replica (one at a time: clearer errors, and 2 cores suffice)."""
+        if self._started:
             return self
         if self._closed:
             raise EngineNotRunningError("This engine was closed; create a new one")
-        model = await asyncio.to_thread(resolve_model, self.config.model)
-        self._llm = await asyncio.to_thread(build_async_llm, self.config, model)
-        self._tokenizer = self._llm.get_tokenizer()
-        self._max_model_len = self._llm.model_config.max_model_len
+        try:
+            for replica in self.replicas:
+                await replica.start()
+        except BaseException:
+            for replica in self.replicas:
+                await replica.aclose()
+            raise
+        self._tokenizer = self.replicas[0].tokenizer
+        lengths = [r.max_model_len for r in self.replicas if r.max_model_len]
+        self._max_model_len = min(lengths) if lengths else None
         self._loop = asyncio.get_running_loop()
-        self._gc_task = asyncio.create_task(self._collect_programs())
+        self._started = True
+        self._tasks = [asyncio.create_task(self._monitor()),
+                       asyncio.create_task(self._collect_programs())]
         return self
 
     async def aclose(self) -> None:
-        """Stop the engine; in-flight calls fail with ``EngineNotRunningError``."""
+        """Stop the replicas; in-flight calls fail with ``EngineNotRunningError``."""
         self._closed = True
-        if self._gc_task is not None:
-            self._gc_task.cancel()
-            self._gc_task = None
-        if self._llm is not None:
-            llm, self._llm = self._llm, None
-            # On the loop thread: vLLM's output handler must not run while the engine
-            # core goes down, or it logs a spurious EngineDeadError.
-            llm.shutdown()
-            # AsyncLLM.__del__ calls shutdown() again, which fails noisily when it runs
-            # at interpreter exit (module globals already gone): it is done already.
-            llm.shutdown = _noop
-            del llm
-            gc.collect()
+        self._started = False
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
+        for replica in self.replicas:
+            await replica.aclose()
 
     async def __aenter__(self) -> AutellixEngine:
         return await self.start()
@@ -127,6 +132,33 @@ class AutellixEngine:
             removed = self.table.collect_stale()
             if removed:
                 logger.info("Collected %d abandoned programs", len(removed))
+
+    async def _monitor(self) -> None:
+        """Take replicas that fail their health check out of the pool; bring them back."""
+        while True:
+            await asyncio.sleep(self.config.health_interval_s)
+            for index in range(len(self.replicas)):
+                await self._check(index)
+
+    async def _check(self, index: int) -> None:
+        if index in self._checking:
+            return
+        self._checking.add(index)
+        replica = self.replicas[index]
+        try:
+            healthy = await replica.check_health()
+            if not healthy and self.config.revive_replicas and not self.router.healthy[index]:
+                healthy = await replica.revive()
+        except Exception:  # noqa: BLE001 - the monitor must survive anything
+            logger.exception("Health check of replica %d (%s) failed", index, replica.name)
+            healthy = False
+        finally:
+            self._checking.discard(index)
+        if healthy != self.router.healthy[index]:
+            self.router.set_health(index, healthy)
+            self.rejoins += healthy
+            logger.warning("Replica %d (%s) %s the pool", index, replica.name,
+                           "rejoined" if healthy else "left")
 
     @property
     def tokenizer(self) -> Any:
@@ -145,7 +177,10 @@ class AutellixEngine:
 
     @property
     def is_running(self) -> bool:
-        return self._llm is not None and not self._llm.errored
+        """Started, and at least one replica in the pool can run calls."""
+        return self._started and any(
+            ok and r.is_running for ok, r in zip(self.router.healthy, self.replicas,
+                                                 strict=True))
 
     # -- programs ---------------------------------------------------------------------
     def program(self, program_id: str | None = None) -> Program:
@@ -166,6 +201,7 @@ class AutellixEngine:
 
     def end_program(self, program_id: str) -> ProgramSnapshot:
         """End a program: later calls on it raise ``ProgramEndedError``."""
+        self.router.forget(program_id)
         return self.table.end_program(program_id)
 
     def programs(self) -> list[ProgramSnapshot]:
@@ -214,22 +250,25 @@ class AutellixEngine:
             PromptTooLongError: the prompt leaves no room in the context.
             ProgramEndedError: the program has ended.
             EngineNotRunningError: the engine is not running.
+            ReplicaError: replicas failed the call (after its first token, or on every
+                try).
         """
         self._ensure_running()
         prompt_ids = self._encode(prompt)
-        sampling = self._sampling_params(max_tokens, json_schema, params)
+        sampling = Sampling.from_params(max_tokens, json_schema, **params)
+        if sampling.max_tokens is None and self._max_model_len is not None:
+            sampling = sampling.with_max_tokens(self._max_model_len - len(prompt_ids))
         self._check_priority(priority)
         one_off = program_id is None
         pid = program_id or f"call-{uuid.uuid4().hex}"
-        ticket = self.table.begin_call(pid, thread, replica_id=self.replica_id)
-        traceparent = (trace_context or {}).get("traceparent")
-        tag = ProgramTag(pid, thread, ticket.program_service, ticket.program_wait, traceparent)
-        sampling.extra_args = tag.to_extra_args()
+        ticket = self.table.begin_call(pid, thread)
+        trace = dict(trace_context or {})
+        tag = ProgramTag(pid, thread, ticket.program_service, ticket.program_wait,
+                         trace.get("traceparent"))
+        call = BackendCall(ticket.call_id, tuple(prompt_ids), sampling, tag, priority, trace)
         finished = False
         try:
-            trace_headers = trace_context if self.config.otlp_traces_endpoint else None
-            async for chunk in self._run(prompt_ids, sampling, ticket.call_id, tag, trace_headers,
-                                         priority):
+            async for chunk in self._run(call, ticket):
                 if chunk.result is not None:
                     finished = True
                     self._record(chunk.result)
@@ -240,62 +279,57 @@ class AutellixEngine:
             if one_off and pid in self.table:
                 self.table.end_program(pid)
 
-    async def _run(
-        self, prompt_ids: list[int], sampling: Any, call_id: str, tag: ProgramTag,
-        trace_headers: dict[str, str] | None, priority: int,
-    ) -> AsyncIterator[StreamChunk]:
-        from vllm.exceptions import VLLMClientError
+    async def _run(self, call: BackendCall, ticket: CallTicket) -> AsyncIterator[StreamChunk]:
+        """Route a call; retry it elsewhere on replica faults while it has no token."""
+        route = RouteInfo(call.tag.program_id, len(call.prompt_ids))
+        output = _Output(time.monotonic(), ticket.call_id)
+        failed: set[int] = set()
+        error: ReplicaError | None = None
+        for attempt in range(self.config.call_attempts):
+            if attempt:
+                self.totals.retried_calls += 1
+                await asyncio.sleep(self.config.retry_backoff_s * 2 ** (attempt - 1))
+                call = _retry(call, ticket, attempt)
+            try:
+                index = self.router.select(route, avoid=failed)
+            except NoHealthyReplicaError as e:
+                error = ReplicaError(str(e))
+                continue
+            try:
+                async for event in self.replicas[index].run(call):
+                    if isinstance(event, Delta):
+                        output.add(event)
+                        yield StreamChunk(event.text, event.token_ids)
+                    else:
+                        result = output.result(event, call, index, self._estimate)
+                        yield StreamChunk("", (), result.finish_reason, result)
+                return
+            except ReplicaError as e:
+                logger.warning("Replica %d (%s) failed call %s: %s", index,
+                               self.replicas[index].name, ticket.call_id, e)
+                asyncio.get_running_loop().create_task(self._check(index))
+                if output.token_ids or output.text:
+                    self.totals.failed_calls += 1
+                    raise
+                failed.add(index)
+                error = e
+            finally:
+                self.router.done(index)
+        assert error is not None
+        raise error
 
-        submitted = time.monotonic()
-        first_token: float | None = None
-        token_ids: list[int] = []
-        text: list[str] = []
-        gen = self._llm.generate(
-            {"prompt_token_ids": prompt_ids}, sampling, call_id, trace_headers=trace_headers,
-            priority=priority,
-        )
-        try:
-            async for out in gen:
-                completion = out.outputs[0]
-                if completion.token_ids and first_token is None:
-                    first_token = time.monotonic()
-                token_ids.extend(completion.token_ids)
-                text.append(completion.text)
-                if not out.finished:
-                    yield StreamChunk(completion.text, tuple(completion.token_ids))
-                    continue
-                stats = CallStats.from_transfer_params(out.kv_transfer_params)
-                timings = _timings(submitted, first_token, stats)
-                usage = Usage(len(prompt_ids), len(token_ids), out.num_cached_tokens or 0)
-                result = CallResult(
-                    "".join(text), tuple(token_ids), completion.finish_reason or "stop",
-                    completion.stop_reason, usage, timings, tag.program_id, tag.thread_id,
-                    call_id,
-                )
-                yield StreamChunk(
-                    completion.text, tuple(completion.token_ids), result.finish_reason, result
-                )
-        except VLLMClientError as e:
-            raise InvalidRequestError(str(e)) from e
-        except AutellixError:
-            raise
-        except Exception as e:
-            if is_engine_dead(e) or self._llm is None:
-                raise EngineNotRunningError(f"The engine stopped: {e}") from e
-            raise
-        finally:
-            await gen.aclose()
+    def _estimate(self, prompt_tokens: int, cached: int, tokens: int) -> CallStats:
+        """A replica that reports no statistics: service from the usage, in the
+        scheduler's token unit (decode tokens plus weighted uncached prompt tokens)."""
+        weight = self.config.policy_config.prefill_token_weight
+        return CallStats(service=tokens + weight * max(0, prompt_tokens - cached),
+                         prefill_tokens=prompt_tokens - cached, decode_tokens=tokens)
 
     def _record(self, result: CallResult) -> None:
         self.totals.add(result)
-        t = result.timings
-        self.table.complete_call(
-            result.program_id, result.call_id, service=t.service,
-            wait=t.wait,
-            queue_wait_s=t.queue_wait_s, execution_s=t.execution_s,
-            tokens=result.usage.completion_tokens,
-            preemptions=t.preemptions,
-        )
+        self.table.complete_call(result.program_id, result.call_id, result.stats,
+                                 tokens=result.usage.completion_tokens,
+                                 replica_id=result.replica)
 
     # -- input handling ---------------------------------------------------------------
     def _check_priority(self, priority: Any) -> None:
@@ -308,11 +342,11 @@ class AutellixEngine:
                                       "atlas); this engine runs fcfs")
 
     def _ensure_running(self) -> None:
-        if self._llm is None:
+        if not self._started:
             state = "closed" if self._closed else "not started (use 'async with' or start())"
             raise EngineNotRunningError(f"The engine is {state}")
-        if self._llm.errored:
-            raise EngineNotRunningError("The engine core process has died")
+        if not self.is_running:
+            raise EngineNotRunningError("No replica of the engine is running")
 
     def _encode(self, prompt: Prompt) -> list[int]:
         tok = self._tokenizer
@@ -348,50 +382,46 @@ class AutellixEngine:
             raise PromptTooLongError(msg)
         return ids
 
-    def _sampling_params(self, max_tokens: int | None, json_schema: dict | None, params: dict):
-        from vllm import SamplingParams
-        from vllm.exceptions import VLLMClientError
-        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
-
-        unknown = set(params) - SAMPLING_KEYS
-        if unknown:
-            msg = f"Unknown sampling parameters: {sorted(unknown)} (valid: {sorted(SAMPLING_KEYS)})"
-            raise InvalidRequestError(msg)
-        if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
-            raise InvalidRequestError(f"max_tokens must be a positive int, got {max_tokens!r}")
-        structured = None
-        if json_schema is not None:
-            if not isinstance(json_schema, dict):
-                raise InvalidRequestError("json_schema must be a dict (a JSON schema)")
-            structured = StructuredOutputsParams(json=json_schema)
-        try:
-            return SamplingParams(
-                max_tokens=max_tokens, output_kind=RequestOutputKind.DELTA,
-                structured_outputs=structured, **params,
-            )
-        except (ValueError, TypeError, VLLMClientError) as e:
-            raise InvalidRequestError(f"Invalid sampling parameters: {e}") from e
 
 
-def _noop(*args: Any, **kwargs: Any) -> None:
-    return None
+class _Output:
+    """What a call has returned so far (across retries: only calls without output retry)."""
+
+    def __init__(self, submitted: float, call_id: str) -> None:
+        self.submitted = submitted
+        self.call_id = call_id
+        self.first_token: float | None = None
+        self.text: list[str] = []
+        self.token_ids: list[int] = []
+
+    def add(self, delta: Delta) -> None:
+        if delta.token_ids and self.first_token is None:
+            self.first_token = time.monotonic()
+        self.text.append(delta.text)
+        self.token_ids.extend(delta.token_ids)
+
+    def result(self, finish: Any, call: BackendCall, replica: int, estimate: Any) -> CallResult:
+        cached = finish.cached_tokens
+        stats = finish.stats or estimate(len(call.prompt_ids), cached, len(self.token_ids))
+        ttft = None if self.first_token is None else self.first_token - self.submitted
+        return CallResult(
+            "".join(self.text), tuple(self.token_ids), finish.finish_reason,
+            finish.stop_reason, Usage(len(call.prompt_ids), len(self.token_ids), cached),
+            stats, time.monotonic() - self.submitted, ttft, call.tag.program_id,
+            call.tag.thread_id, self.call_id, replica,
+        )
 
 
-def _timings(submitted: float, first_token: float | None, stats: CallStats | None) -> CallTimings:
-    now = time.monotonic()
-    ttft = None if first_token is None else first_token - submitted
-    if stats is None:  # e.g. a call aborted inside the engine
-        return CallTimings(now - submitted, ttft, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0, 0)
-    return CallTimings(
-        latency_s=now - submitted, time_to_first_token_s=ttft,
-        queue_wait_s=stats.queue_wait_s, execution_s=stats.execution_s,
-        prefill_s=stats.prefill_s, decode_s=stats.decode_s,
-        service=stats.service, wait=stats.wait, preemptions=stats.preemptions,
-        start_level=stats.start_level, level=stats.level,
-        swaps_out=stats.swaps_out, swaps_in=stats.swaps_in,
-        swap_fallbacks=stats.swap_fallbacks, swapped_blocks=stats.swapped_blocks,
-        swap_s=stats.swap_s, host_pool_used_blocks=stats.host_pool_used_blocks,
-    )
+def _retry(call: BackendCall, ticket: CallTicket, attempt: int) -> BackendCall:
+    """The call for another try: a fresh request id (the failed one may linger)."""
+    from dataclasses import replace
+
+    return replace(call, request_id=f"{ticket.call_id}:{attempt}")
+
+
+def _backends(config: EngineConfig) -> list[Backend]:
+    embedded: list[Backend] = [EmbeddedBackend(config) for _ in range(config.num_embedded)]
+    return embedded + [HttpBackend(url, config) for url in config.remote_urls]
 
 
 class Program:

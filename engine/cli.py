@@ -6,6 +6,8 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 
 def _quiet_vllm() -> None:
@@ -34,56 +36,6 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
-    import asyncio
-    from pathlib import Path
-
-    from autellix_workloads.bench import BenchConfig, markdown_table, run_bench, write_reports
-
-    vllm = dict(args.vllm)
-    cfg = BenchConfig(
-        suite=args.suite, rates=[float(r) for r in args.rates.split(",")],
-        policies=args.policies.split(","), num_programs=args.programs, seed=args.seed,
-        token_scale=args.token_scale, call_scale=args.call_scale, model=args.model,
-        max_num_seqs=args.max_num_seqs,
-        max_model_len=vllm.pop("max_model_len", BenchConfig.max_model_len),
-        slo=args.slo, vllm_kwargs=vllm,
-    )
-    result = asyncio.run(run_bench(cfg))
-    print(markdown_table(result))  # noqa: T201
-    for kind, path in write_reports(result, Path(args.out)).items():
-        print(f"{kind}: {path}")  # noqa: T201
-    return 0
-
-
-def _simulate(args: argparse.Namespace) -> int:
-    import time
-    from pathlib import Path
-
-    from autellix_engine.sim.des import SimConfig, StepCost, simulate
-    from autellix_workloads.generators import generate
-    from autellix_workloads.metrics import summarize
-
-    programs = generate(args.suite, args.programs, args.rate, seed=args.seed,
-                        token_scale=args.token_scale, call_scale=args.call_scale)
-    cfg = SimConfig(max_num_seqs=args.max_num_seqs)
-    if args.cost:
-        cfg.cost = StepCost.load(Path(args.cost))
-    print(f"{args.suite}: {args.programs} programs at {args.rate}/s "  # noqa: T201
-          f"(max_num_seqs={args.max_num_seqs}, {cfg.cost})")
-    print("| policy | mean s/tok | p95 | p99 | vs oracle | preemptions | sim seconds |")  # noqa: T201
-    print("|---|---|---|---|---|---|---|")  # noqa: T201
-    oracle = None
-    for policy in ["srpt", *args.policies.split(",")]:
-        start = time.perf_counter()
-        s = summarize(policy, args.rate, simulate(programs, policy, cfg))
-        took = time.perf_counter() - start
-        oracle = oracle or s.mean
-        print(f"| {policy} | {s.mean:.4f} | {s.p95:.4f} | {s.p99:.4f} | "  # noqa: T201
-              f"{s.mean / oracle:.2f}x | {s.preemptions} | {took:.1f} |", flush=True)
-    return 0
-
-
 def _serve(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -96,14 +48,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         config = _engine_config(args)
-        if args.replicas > 1 or args.remote:
-            from autellix_engine.pool import EnginePool
-
-            engine = EnginePool(config, replicas=args.replicas, routing=args.routing,
-                                remote_urls=args.remote or ())
-        else:
-            engine = AutellixEngine(config)
-        async with engine as eng:
+        async with AutellixEngine(config) as eng:
             app = build_app(eng, settings)
             server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                                    log_level="info"))
@@ -168,12 +113,20 @@ def _engine_flags(p: argparse.ArgumentParser, port: int) -> None:
 def _engine_config(args: argparse.Namespace):
     from autellix_engine import EngineConfig
 
+    replicas = dict(replicas=args.replicas, remote_urls=tuple(args.remote or ()),
+                    routing=args.routing) if args.command == "serve" else {}
     return EngineConfig(model=args.model, policy=args.policy,
                         preemption_mode=args.preemption_mode,
-                        swap_space_bytes=args.swap_space_bytes, vllm_kwargs=args.vllm)
+                        swap_space_bytes=args.swap_space_bytes, vllm_kwargs=args.vllm,
+                        **replicas)
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: Adds more subcommands (``autellix_workloads.cli`` adds ``bench`` and ``simulate``).
+AddCommands = Callable[[Any], None]
+
+
+def build_parser(add_commands: AddCommands | None = None) -> argparse.ArgumentParser:
+    """The ``autellix`` parser: the engine's commands plus ``add_commands``'."""
     parser = argparse.ArgumentParser(prog="autellix", description=__doc__, allow_abbrev=False)
     parser.add_argument("-v", "--verbose", action="store_true", help="show vLLM's logs")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -191,42 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policies", default="fcfs,atlas", help="comma-separated policies")
     p.set_defaults(func=_demo)
 
-    from autellix_workloads.bench import BenchConfig
-
-    d = BenchConfig()
-    p = sub.add_parser("bench", help="run a workload suite under each policy and report",
-                       epilog=VLLM_FLAGS_HELP, allow_abbrev=False)
-    p.add_argument("--suite", default=d.suite, help="chatbot, react, lats or mixed")
-    p.add_argument("--rates", default=",".join(map(str, d.rates)),
-                   help="programs/s, comma-separated")
-    p.add_argument("--policies", default=",".join(d.policies))
-    p.add_argument("--programs", type=int, default=d.num_programs, help="programs per rate")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--token-scale", type=float, default=d.token_scale)
-    p.add_argument("--call-scale", type=float, default=d.call_scale)
-    p.add_argument("--model", default=d.model)
-    p.add_argument("--max-num-seqs", type=int, default=d.max_num_seqs)
-    p.add_argument("--slo", type=float, default=None, help="s/token for throughput at SLO")
-    p.add_argument("--out", default="bench-results", help="folder for JSON, Markdown, PNG")
-    p.set_defaults(func=_bench, takes_vllm_flags=True)
-
-    p = sub.add_parser("simulate", help="simulate a suite under each policy and the oracle")
-    p.add_argument("--suite", default="mixed")
-    p.add_argument("--programs", type=int, default=1000)
-    p.add_argument("--rate", type=float, default=0.5)
-    p.add_argument("--policies", default="fcfs,mlfq,plas,atlas")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--token-scale", type=float, default=d.token_scale)
-    p.add_argument("--call-scale", type=float, default=d.call_scale)
-    p.add_argument("--max-num-seqs", type=int, default=d.max_num_seqs)
-    p.add_argument("--cost", default=None, help="StepCost JSON (fit_step_cost.py)")
-    p.set_defaults(func=_simulate)
-
     p = sub.add_parser("serve", help="OpenAI-compatible, program-aware server (engine or pool)",
                        epilog=VLLM_FLAGS_HELP, allow_abbrev=False)
     _engine_flags(p, port=8000)
     p.add_argument("--api-key", action="append", help="accepted bearer key (repeatable)")
-    p.add_argument("--replicas", type=int, default=1, help="embedded engine replicas")
+    p.add_argument("--replicas", type=int, default=None,
+                   help="embedded engine replicas (default: 1, or 0 with --remote)")
     p.add_argument("--remote", action="append",
                    help="URL of a remote replica (autellix replica), repeatable")
     p.add_argument("--routing", default="locality", help="locality, least_used, round_robin")
@@ -238,16 +161,19 @@ def build_parser() -> argparse.ArgumentParser:
     _engine_flags(p, port=8100)
     p.add_argument("--print-only", action="store_true", help="print the command, do not run")
     p.set_defaults(func=_replica)
+    if add_commands is not None:
+        add_commands(sub)
     return parser
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None,
+               add_commands: AddCommands | None = None) -> argparse.Namespace:
     """Our flags, then vLLM's engine flags (for the commands that run an engine)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     server_flags: list[str] = []
     if "--" in argv:
         argv, server_flags = argv[:argv.index("--")], argv[argv.index("--") + 1:]
-    parser = build_parser()
+    parser = build_parser(add_commands)
     args, rest = parser.parse_known_args(argv)
     args.vllm, args.server_flags = {}, server_flags
     if getattr(args, "takes_vllm_flags", False):
@@ -264,8 +190,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, add_commands: AddCommands | None = None) -> int:
+    """Run one ``autellix`` command (the console script is ``autellix_workloads.cli``,
+    which adds the workload commands)."""
+    args = parse_args(argv, add_commands)
     if not args.verbose:
         _quiet_vllm()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)

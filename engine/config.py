@@ -78,6 +78,29 @@ class EngineConfig:
         vllm_kwargs: any other ``vllm.AsyncEngineArgs`` field, by vLLM's name
             (``gpu_memory_utilization``, ``tensor_parallel_size``, ``quantization``,
             ``max_num_batched_tokens``, ...). ``additional_config`` is merged with ours.
+
+    Replicas (the front end's back ends, ``docs/deployment.md``):
+
+    Attributes:
+        replicas: embedded vLLM engines (each its own engine-core process). Default
+            (None): 1, or 0 when ``remote_urls`` are given.
+        remote_urls: base URLs of remote replicas (``vllm serve`` with our scheduler,
+            started by ``autellix replica``).
+        remote_api_key: bearer key of the remote replicas, if they require one.
+        routing: ``"locality"`` (default: the paper's Algorithm 2), ``"least_used"``
+            or ``"round_robin"``.
+        locality_threshold: prompt tokens up to which a call goes to the least-used
+            replica rather than its program's (default: the paper's 2048).
+        health_interval_s: how often replicas are health-checked; a replica leaves
+            the pool only when its check fails, and rejoins when it passes.
+        call_attempts: tries of a call on replica faults (5xx, resets, timeouts) while
+            it has returned no token; a call that has is failed, never re-run.
+        retry_backoff_s: wait before the first retry, doubled for each next one
+            (the ``openai`` client's default initial delay is 0.5 s; calls here may
+            retry on another replica at once, so it starts lower).
+        revive_replicas: restart an embedded replica whose engine died.
+        remote_timeout_s: seconds a remote call may go without a byte (a call queued
+            behind long programs on a busy replica sends none for a while).
     """
 
     model: str = "smollm2"
@@ -95,9 +118,26 @@ class EngineConfig:
     swap_space_bytes: int | None = None
     otlp_traces_endpoint: str | None = None
     vllm_kwargs: dict[str, Any] = field(default_factory=dict)
+    replicas: int | None = None
+    remote_urls: tuple[str, ...] = ()
+    remote_api_key: str | None = None
+    routing: str = "locality"
+    locality_threshold: int | None = None
+    health_interval_s: float = 5.0
+    call_attempts: int = 3
+    retry_backoff_s: float = 0.2
+    remote_timeout_s: float = 600.0
+    revive_replicas: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "policy", parse_policy(self.policy).value)
+        object.__setattr__(self, "remote_urls", tuple(self.remote_urls))
+        if self.replicas is not None and self.replicas < 0:
+            raise ValueError(f"replicas must be >= 0, got {self.replicas}")
+        if self.num_embedded + len(self.remote_urls) < 1:
+            raise ValueError("a front end needs at least one replica (embedded or remote)")
+        if self.call_attempts < 1:
+            raise ValueError(f"call_attempts must be >= 1, got {self.call_attempts}")
         if self.max_num_seqs is not None and self.max_num_seqs < 1:
             raise ValueError(f"max_num_seqs must be >= 1, got {self.max_num_seqs}")
         if self.preemption_mode not in PREEMPTION_MODES:
@@ -117,6 +157,13 @@ class EngineConfig:
             if arg in self.vllm_kwargs:
                 raise ValueError(f"vllm_kwargs[{arg!r}] is set by the engine: use "
                                  f"EngineConfig.{'model' if arg == 'model' else 'policy'}")
+
+    @property
+    def num_embedded(self) -> int:
+        """Embedded replicas (``replicas``, resolved)."""
+        if self.replicas is not None:
+            return self.replicas
+        return 0 if self.remote_urls else 1
 
     @property
     def policy_kind(self) -> PolicyKind:

@@ -100,8 +100,8 @@ async def _short_program(
 def _account(run: ProgramRun, res) -> None:
     run.calls += 1
     run.tokens += res.usage.completion_tokens
-    run.queue_wait_s += res.timings.queue_wait_s
-    run.preemptions += res.timings.preemptions
+    run.queue_wait_s += res.stats.queue_wait_s
+    run.preemptions += res.stats.preemptions
 
 
 async def run_policy(model: str, policy: str, cfg: DemoConfig) -> list[ProgramRun]:

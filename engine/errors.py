@@ -22,6 +22,15 @@ class EngineNotRunningError(AutellixError, RuntimeError):
     """The engine was not started, was closed, or its engine-core process died."""
 
 
+class ReplicaError(EngineNotRunningError):
+    """A replica failed a call for a reason that is not the request's fault (a 5xx, a
+    reset or timed-out connection, an engine that died, a replica that left the pool).
+
+    The front end retries such a call on another replica while it has returned no
+    token; after that, the call fails with this error.
+    """
+
+
 __all__ = [
     "AutellixError",
     "EngineNotRunningError",
@@ -29,5 +38,6 @@ __all__ = [
     "ModelError",
     "ProgramEndedError",
     "PromptTooLongError",
+    "ReplicaError",
     "UnknownProgramError",
 ]

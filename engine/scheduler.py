@@ -40,8 +40,8 @@ from vllm.v1.request import Request, RequestStatus
 from autellix_engine.config import EngineConfig
 from autellix_engine.policy import CallState, PolicyConfig, ProcessTable, ServiceUnit, create_policy
 from autellix_engine.policy.config import PolicyKind
-from autellix_engine.policy.wire import STATS_KEY, CallStats, ProgramTag
-from autellix_engine.request_queue import ProgramPriorityQueue
+from autellix_engine.policy.wire import STATS_KEY, ProgramTag
+from autellix_engine.request_queue import PolicyRequestQueue
 
 logger = logging.getLogger(__name__)
 
@@ -80,9 +80,16 @@ class _ProgramAwareMixin:
             # Our order needs vLLM's priority queue; `--scheduling-policy priority` is
             # then not one more flag to forget. The queues are still empty here.
             self.policy = SchedulingPolicy.PRIORITY
-            self.waiting = ProgramPriorityQueue()
-            self.kv_holding_waiting = ProgramPriorityQueue()
+            self.waiting = PolicyRequestQueue(self._sort_key)
+            self.kv_holding_waiting = PolicyRequestQueue(self._sort_key)
         logger.info("Autellix scheduler: policy=%s", self._policy.kind.value)
+
+    def _sort_key(self, request: Request) -> tuple:
+        """The policy's order (``Policy.sort_key``), as the simulators use it."""
+        call = self._calls.get(request.request_id)
+        if call is None:  # not ours (cannot happen in vLLM 0.32.0): vLLM's own order
+            return (request.priority, 0, request.arrival_time, 0)
+        return self._policy.sort_key(call)
 
     # -- arrivals ----------------------------------------------------------------
     def add_request(self, request: Request) -> None:
@@ -165,16 +172,17 @@ class _ProgramAwareMixin:
                 waiting.append(call)
                 continue
             prefill, decode = done
-            call.prefill_tokens += prefill
-            call.decode_tokens += decode
-            call.execution_s += step_s
+            stats = call.stats
+            stats.prefill_tokens += prefill
+            stats.decode_tokens += decode
+            stats.execution_s += step_s
             if prefill:
-                call.prefill_s += step_s
+                stats.prefill_s += step_s
             amount = weight * prefill + decode if self._tokens_unit else step_s
             if policy.record_service(call, amount):
                 changed.append(call)
         for call in waiting:
-            call.queue_wait_s += waited_s
+            call.stats.queue_wait_s += waited_s
         changed += policy.record_waits(waiting, 1.0 if self._tokens_unit else waited_s)
         for call in changed:  # applied to request.priority at the next decision step
             self._level_changed[call.call_id] = call
@@ -196,15 +204,15 @@ class _ProgramAwareMixin:
                 req.priority = self._policy.engine_priority(call)
         self._level_changed.clear()
         for queue in (self.waiting, self.kv_holding_waiting):
-            if isinstance(queue, ProgramPriorityQueue):
+            if isinstance(queue, PolicyRequestQueue):
                 queue.reorder()
         # vLLM hands out the token budget in running-list order: best first.
-        self.running.sort(key=lambda r: (r.priority, r.arrival_time))
+        self.running.sort(key=self._sort_key)
 
     def _preempt_for_waiting(self) -> None:
         """Evict running calls of a worse queue that block better waiting calls."""
         waiting = self.waiting
-        if not isinstance(waiting, ProgramPriorityQueue) or not waiting or not self.running:
+        if not isinstance(waiting, PolicyRequestQueue) or not waiting or not self.running:
             return
         worst_running = max(r.priority for r in self.running)
         if waiting.peek_request().priority >= worst_running:
@@ -212,7 +220,7 @@ class _ProgramAwareMixin:
         cap = self._policy_config.max_preemptions_per_step
         slots = self.max_num_active_reqs - len(self.running)
         free_blocks = self.kv_cache_manager.block_pool.get_num_free_blocks()
-        victims = sorted(self.running, key=lambda r: (r.priority, r.arrival_time), reverse=True)
+        victims = sorted(self.running, key=self._sort_key, reverse=True)
         chosen: list[Request] = []
         for cand in waiting.best(len(self.running) + max(slots, 0)):
             need = self._blocks_needed(cand)
@@ -234,6 +242,9 @@ class _ProgramAwareMixin:
         self.running = [r for r in self.running if r not in evicted]
         for victim in chosen:
             self._preempt_request(victim, now)
+            # vLLM's own preemptions happen inside schedule(), after it reads this set;
+            # ours come before, and a victim resumed in this very step must be sent to
+            # the worker whole (vLLM sends all token ids of requests not in the set).
             self.prev_step_scheduled_req_ids.discard(victim.request_id)
 
     def _blocks_needed(self, request: Request) -> int:
@@ -267,34 +278,19 @@ class _ProgramAwareMixin:
         call = self._calls.pop(request.request_id, None)
         if call is None:
             return kv_params, ec_params
+        stats = call.stats
+        stats.preemptions = request.num_preemptions
+        stats.level = call.level
         swap = self._swap
-        swapped = swap.pop_call_stats(request.request_id) if swap is not None else None
-        stats = CallStats(
-            service=call.total_service,
-            wait=call.total_wait,
-            queue_wait_s=call.queue_wait_s,
-            execution_s=call.execution_s,
-            prefill_s=call.prefill_s,
-            decode_s=call.execution_s - call.prefill_s,
-            preemptions=request.num_preemptions,
-            level=call.level,
-            start_level=call.start_level,
-            promotions=call.promotions,
-            demotions=call.demotions,
-            prefill_tokens=call.prefill_tokens,
-            decode_tokens=call.decode_tokens,
-            **(vars(swapped) if swapped is not None else {}),
-            host_pool_used_blocks=swap.planner.pool.used if swap is not None else 0,
-        )
+        if swap is not None:
+            stats.swap = swap.pop_call_stats(request.request_id) or stats.swap
+            stats.host_pool_used_blocks = swap.planner.pool.used
         if request.request_id in self._local_calls:
             self._local_calls.discard(request.request_id)
             if request.status == RequestStatus.FINISHED_ABORTED:
                 self._local_table.abort_call(call.program_id, call.call_id)
             else:
-                self._local_table.complete_call(
-                    call.program_id, call.call_id, service=call.total_service,
-                    wait=call.total_wait,
-                )
+                self._local_table.complete_call(call.program_id, call.call_id, stats)
         return {**(kv_params or {}), STATS_KEY: stats.to_dict()}, ec_params
 
 

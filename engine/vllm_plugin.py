@@ -5,15 +5,23 @@ It makes the swap connector known by name, so a stock ``vllm serve`` user writes
 ``--kv-transfer-config '{"kv_connector": "AutellixSwapConnector", "kv_role": "kv_both"}'``
 without our module path. The scheduler needs no registration: ``--scheduler-cls
 autellix_engine.AutellixScheduler`` (or ``...AutellixAsyncScheduler`` on GPUs) names it.
+In ``vllm serve``'s API-server process it also adds our per-call statistics to streamed
+completions (``autellix_engine.stream_stats``).
 """
 
 from __future__ import annotations
 
+import sys
+
 from autellix_engine.vllm_args import SWAP_CONNECTOR, SWAP_CONNECTOR_MODULE
+
+#: Imported by ``vllm serve`` before it loads plugins: marks its API-server process.
+API_SERVER_MODULE = "vllm.entrypoints.launchers.api_server.entry"
 
 
 def register() -> None:
-    """Register the swap connector with vLLM's connector factory (idempotent)."""
+    """Register the swap connector with vLLM's connector factory (idempotent); in an
+    API-server process, add call statistics to streamed completions."""
     from vllm.distributed.kv_transfer.kv_connector.factory import KVConnectorFactory
 
     try:
@@ -21,3 +29,7 @@ def register() -> None:
                                               SWAP_CONNECTOR)
     except ValueError:
         pass  # registered already (vLLM loads plugins once per process, tests call again)
+    if API_SERVER_MODULE in sys.modules:
+        from autellix_engine import stream_stats
+
+        stream_stats.install()

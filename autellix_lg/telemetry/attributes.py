@@ -1,7 +1,11 @@
 """Span attribute names. ``gen_ai.*`` keys follow the OpenTelemetry GenAI semantic
 conventions; ``autellix.*`` and ``langgraph.*`` are this project's."""
 
+from dataclasses import fields
+
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as GenAI
+
+from autellix_engine.policy.calls import CallStats
 
 # --- GenAI semantic conventions -----------------------------------------------------
 OPERATION = GenAI.GEN_AI_OPERATION_NAME  # "chat", "invoke_workflow", "execute_tool"
@@ -32,6 +36,27 @@ SERVICE = "autellix.service"  # attained service of the call (policy's unit)
 PREFILL_S = "autellix.engine.prefill_s"  # engine time computing the prompt
 DECODE_S = "autellix.engine.decode_s"  # engine time decoding
 TIME_TO_FIRST_TOKEN_S = "autellix.time_to_first_token_s"
+#: Prefix of every ``CallStats`` field on a chat span (``autellix.call.<field>``).
+CALL_STATS_PREFIX = "autellix.call."
+
+
+def call_stats(stats: CallStats) -> dict[str, float | int]:
+    """A call's statistics as span attributes: the named ones above, and every
+    ``CallStats`` field (swap counters too) as ``autellix.call.<field>``, so a new
+    statistic reaches the spans without a change here."""
+    attrs: dict[str, float | int] = {
+        QUEUE_LEVEL: stats.level, QUEUE_START_LEVEL: stats.start_level,
+        QUEUE_WAIT_S: stats.queue_wait_s, PREEMPTIONS: stats.preemptions,
+        SERVICE: stats.service, PREFILL_S: stats.prefill_s, DECODE_S: stats.decode_s,
+    }
+    for f in fields(stats):
+        value = getattr(stats, f.name)
+        if f.name == "swap":
+            attrs |= {f"{CALL_STATS_PREFIX}swap.{g.name}": getattr(value, g.name)
+                      for g in fields(value)}
+        else:
+            attrs[f"{CALL_STATS_PREFIX}{f.name}"] = value
+    return attrs
 
 # --- LangGraph structure ------------------------------------------------------------
 LG_NODE = "langgraph.node"

@@ -1,6 +1,6 @@
 """Pure scheduling logic: policies, queues and the process table (no vLLM, no torch)."""
 
-from autellix_engine.policy.calls import CallState
+from autellix_engine.policy.calls import CallState, CallStats, SwapStats
 from autellix_engine.policy.config import PolicyConfig, PolicyKind, ServiceUnit, parse_policy
 from autellix_engine.policy.policies import (
     ATLASPolicy,
@@ -21,6 +21,7 @@ from autellix_engine.policy.process_table import (
 __all__ = [
     "ATLASPolicy",
     "CallState",
+    "CallStats",
     "CallTicket",
     "FCFSPolicy",
     "MLFQPolicy",
@@ -32,6 +33,7 @@ __all__ = [
     "ProgramEndedError",
     "ProgramSnapshot",
     "ServiceUnit",
+    "SwapStats",
     "UnknownProgramError",
     "create_policy",
     "parse_policy",

@@ -10,7 +10,7 @@ plus how a finished call updates its program's attained service
 (:meth:`Policy.updated_program_service`). Ordering is ``sort_key``: the client's own
 priority first (a strict outer key), then queue, FCFS within a queue, arrival sequence
 as the final tie-breaker. The vLLM scheduler glue
-(``autellix_engine.scheduler``) and the simulator (``autellix_engine.sim``) call the very
+(``autellix_engine.scheduler``) and the simulator (``autellix_workloads.sim``) call the very
 same objects.
 
 PLAS (paper Alg. 1): a call enters the queue containing its program's attained service
@@ -41,8 +41,8 @@ class Policy(ABC):
     # -- queue placement ------------------------------------------------------
     def admit(self, call: CallState) -> None:
         """Place a newly arrived call in its first queue."""
-        call.start_level = self.initial_level(call)
-        self._enter(call, call.start_level)
+        call.stats.start_level = self.initial_level(call)
+        self._enter(call, call.stats.start_level)
 
     def initial_level(self, call: CallState) -> int:
         """Queue a new call starts in."""
@@ -56,7 +56,7 @@ class Policy(ABC):
     def record_service(self, call: CallState, amount: float) -> bool:
         """Add ``amount`` of service to a call; return True if its queue changed."""
         call.service += amount
-        call.total_service += amount
+        call.stats.service += amount
         return self._apply_quantum(call, amount)
 
     def _apply_quantum(self, call: CallState, amount: float) -> bool:
@@ -65,7 +65,7 @@ class Policy(ABC):
     def record_wait(self, call: CallState, amount: float) -> bool:
         """Add ``amount`` of waiting to a call; return True if its queue changed."""
         call.wait += amount
-        call.total_wait += amount
+        call.stats.wait += amount
         return False
 
     def record_waits(self, calls: list[CallState], amount: float) -> list[CallState]:
@@ -73,7 +73,7 @@ class Policy(ABC):
         returns the calls whose queue changed."""
         for call in calls:
             call.wait += amount
-            call.total_wait += amount
+            call.stats.wait += amount
         return []
 
     # -- ordering and program update (pure) -------------------------------------
@@ -91,7 +91,7 @@ class Policy(ABC):
 
     def updated_program_service(self, program_service: float, call: CallState) -> float:
         """A program's attained service after ``call`` completes (sum of calls)."""
-        return program_service + call.total_service
+        return program_service + call.stats.service
 
 
 class FCFSPolicy(Policy):
@@ -113,7 +113,7 @@ class _MultiLevelPolicy(Policy):
             overflow = -call.quantum_left
             self._enter(call, call.level + 1)
             call.quantum_left -= overflow
-            call.demotions += 1
+            call.stats.demotions += 1
             changed = True
         return changed
 
@@ -124,7 +124,7 @@ class _MultiLevelPolicy(Policy):
         changed = []
         for call in calls:
             call.wait += amount
-            call.total_wait += amount
+            call.stats.wait += amount
             if call.level and self._is_starved(call):
                 self._promote(call)
                 changed.append(call)
@@ -138,7 +138,7 @@ class _MultiLevelPolicy(Policy):
         self._enter(call, 0)
         call.wait = 0.0
         call.service = 0.0
-        call.promotions += 1
+        call.stats.promotions += 1
 
     def starvation_terms(self, call: CallState) -> tuple[float, float]:
         """(waiting, service) compared against beta."""
@@ -171,7 +171,7 @@ class ATLASPolicy(PLASPolicy):
     kind = PolicyKind.ATLAS
 
     def updated_program_service(self, program_service: float, call: CallState) -> float:
-        return max(program_service, call.start_service + call.total_service)
+        return max(program_service, call.start_service + call.stats.service)
 
 
 _POLICIES: dict[PolicyKind, type[Policy]] = {

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from autellix_engine.policy.calls import CallState
+from autellix_engine.policy.calls import CallState, CallStats
 
 #: How many ended programs are remembered (ids refuse calls; snapshots for reports).
 ENDED_MEMORY = 10_000
@@ -116,7 +116,7 @@ UpdateRule = Callable[[float, CallState], float]
 
 
 def _sum_rule(program_service: float, call: CallState) -> float:
-    return program_service + call.total_service
+    return program_service + call.stats.service
 
 
 class ProcessTable:
@@ -231,16 +231,8 @@ class ProcessTable:
             return CallTicket(program_id, cid, thread_id, entry.service, entry.wait)
 
     def complete_call(
-        self,
-        program_id: str,
-        call_id: str,
-        *,
-        service: float,
-        wait: float,
-        queue_wait_s: float = 0.0,
-        execution_s: float = 0.0,
-        tokens: int = 0,
-        preemptions: int = 0,
+        self, program_id: str, call_id: str, stats: CallStats, *, tokens: int = 0,
+        replica_id: int | None = None,
     ) -> float:
         """Account a finished call and return the program's new service.
 
@@ -252,15 +244,16 @@ class ProcessTable:
                 return 0.0
             thread = entry.threads.pop(call_id, None)
             start = thread.start_service if thread is not None else entry.service
-            call = CallState(call_id, program_id, "", 0.0, 0, start_service=start)
-            call.total_service = service
+            call = CallState(call_id, program_id, "", 0.0, 0, start_service=start, stats=stats)
             entry.service = self._update_rule(entry.service, call)
-            entry.wait += wait
-            entry.queue_wait_s += queue_wait_s
-            entry.execution_s += execution_s
+            entry.wait += stats.wait
+            entry.queue_wait_s += stats.queue_wait_s
+            entry.execution_s += stats.execution_s
             entry.num_calls += 1
             entry.tokens_generated += tokens
-            entry.preemptions += preemptions
+            entry.preemptions += stats.preemptions
+            if replica_id is not None:
+                entry.replica_ids.add(replica_id)
             entry.last_call_completion = self._clock()
             return entry.service
 

@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import Enum
 
 #: The paper's small-request threshold, in prompt tokens.
 LOCALITY_THRESHOLD = 2048
+
+
+class NoHealthyReplicaError(RuntimeError):
+    """Every replica is out of the pool."""
 
 
 class RoutingKind(str, Enum):
@@ -45,12 +50,21 @@ class Router:
         self.healthy = [True] * num_replicas
         self._lock = threading.Lock()
 
-    def select(self, info: RouteInfo) -> int:
-        """Pick a healthy replica and count the call as in flight on it."""
+    def select(self, info: RouteInfo, avoid: Collection[int] = ()) -> int:
+        """Pick a healthy replica and count the call as in flight on it.
+
+        ``avoid``: replicas that just failed this call; skipped while another healthy
+        replica is left.
+
+        Raises:
+            NoHealthyReplicaError: every replica is out of the pool.
+        """
         with self._lock:
             if not any(self.healthy):
-                raise RuntimeError("No healthy replica")
-            index = self._choose(info)
+                raise NoHealthyReplicaError("No replica is in the pool (all failed their "
+                                            "health checks)")
+            allowed = [ok and i not in avoid for i, ok in enumerate(self.healthy)]
+            index = self._choose(info, allowed if any(allowed) else list(self.healthy))
             self.in_flight[index] += 1
             return index
 
@@ -64,14 +78,18 @@ class Router:
             self.healthy[index] = healthy
             self._on_health_change(index, healthy)
 
-    def _choose(self, info: RouteInfo) -> int:
+    def forget(self, program_id: str) -> None:
+        """A program ended: drop what the router keeps about it."""
+
+    def _choose(self, info: RouteInfo, allowed: list[bool]) -> int:
+        """A replica among those ``allowed`` (at least one is)."""
         raise NotImplementedError
 
     def _on_health_change(self, index: int, healthy: bool) -> None:
         pass
 
-    def _least_used(self) -> int:
-        candidates = [i for i, ok in enumerate(self.healthy) if ok]
+    def _least_used(self, allowed: list[bool]) -> int:
+        candidates = [i for i, ok in enumerate(allowed) if ok]
         return min(candidates, key=lambda i: (self.in_flight[i], i))
 
 
@@ -80,16 +98,16 @@ class RoundRobinRouter(Router):
         super().__init__(num_replicas)
         self._cycle = itertools.cycle(range(num_replicas))
 
-    def _choose(self, info: RouteInfo) -> int:
+    def _choose(self, info: RouteInfo, allowed: list[bool]) -> int:
         while True:
             i = next(self._cycle)
-            if self.healthy[i]:
+            if allowed[i]:
                 return i
 
 
 class LeastUsedRouter(Router):
-    def _choose(self, info: RouteInfo) -> int:
-        return self._least_used()
+    def _choose(self, info: RouteInfo, allowed: list[bool]) -> int:
+        return self._least_used(allowed)
 
 
 class LocalityRouter(Router):
@@ -100,12 +118,12 @@ class LocalityRouter(Router):
         self.threshold = threshold
         self.pins: dict[str, int] = {}
 
-    def _choose(self, info: RouteInfo) -> int:
+    def _choose(self, info: RouteInfo, allowed: list[bool]) -> int:
         if info.prompt_tokens <= self.threshold:
-            return self._least_used()
+            return self._least_used(allowed)
         pinned = self.pins.get(info.program_id)
-        if pinned is None or not self.healthy[pinned]:
-            pinned = self.pins[info.program_id] = self._least_used()
+        if pinned is None or not allowed[pinned]:
+            pinned = self.pins[info.program_id] = self._least_used(allowed)
         return pinned
 
     def _on_health_change(self, index: int, healthy: bool) -> None:
@@ -118,12 +136,16 @@ class LocalityRouter(Router):
             self.pins.pop(program_id, None)
 
 
-def create_router(kind: str | RoutingKind, num_replicas: int) -> Router:
-    """A router by name: ``round_robin``, ``least_used`` or ``locality``."""
+def create_router(kind: str | RoutingKind, num_replicas: int,
+                  threshold: int | None = None) -> Router:
+    """A router by name: ``round_robin``, ``least_used`` or ``locality`` (with its
+    ``threshold``, default :data:`LOCALITY_THRESHOLD`)."""
     try:
         kind = RoutingKind(kind)
     except ValueError:
         valid = ", ".join(k.value for k in RoutingKind)
         raise ValueError(f"Unknown routing {kind!r} (valid: {valid})") from None
-    return {RoutingKind.ROUND_ROBIN: RoundRobinRouter, RoutingKind.LEAST_USED: LeastUsedRouter,
-            RoutingKind.LOCALITY: LocalityRouter}[kind](num_replicas)
+    if kind is RoutingKind.LOCALITY:
+        return LocalityRouter(num_replicas, threshold or LOCALITY_THRESHOLD)
+    return {RoutingKind.ROUND_ROBIN: RoundRobinRouter,
+            RoutingKind.LEAST_USED: LeastUsedRouter}[kind](num_replicas)

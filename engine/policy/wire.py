@@ -2,14 +2,16 @@
 
 Program information rides on each request in ``SamplingParams.extra_args`` (flat keys,
 so the same names work as ``vllm_xargs`` in a stock vLLM server's request body). Call
-statistics come back on the finished request's ``kv_transfer_params`` under
-:data:`STATS_KEY`: it is the one per-request dict vLLM carries from the engine core to
-the front end's ``RequestOutput`` unchanged.
+statistics (``autellix_engine.policy.calls.CallStats.to_dict``) come back on the
+finished request's ``kv_transfer_params`` under :data:`STATS_KEY`: it is the one
+per-request dict vLLM carries from the engine core to the front end's ``RequestOutput``
+unchanged (and, through ``autellix_engine.stream_stats``, to a stock ``vllm serve``'s
+streamed completions).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 # --- request -> scheduler (SamplingParams.extra_args keys) -------------------
@@ -67,36 +69,3 @@ def _as_float(value: Any) -> float | None:
         return None if value is None else max(0.0, float(value))
     except (TypeError, ValueError):
         return None  # a malformed value must not break the engine: treat as absent
-
-
-@dataclass(frozen=True, slots=True)
-class CallStats:
-    """Scheduler-side facts about a finished call."""
-
-    service: float  # attained service of the call (service unit)
-    wait: float  # waiting of the call (service unit)
-    queue_wait_s: float  # wall seconds unscheduled (queued or preempted)
-    execution_s: float  # wall seconds of the engine steps that scheduled it
-    prefill_s: float  # of which steps that computed prompt (or recomputed) tokens
-    decode_s: float  # of which steps that decoded one token
-    preemptions: int
-    level: int  # queue at finish
-    start_level: int  # queue on arrival
-    promotions: int
-    demotions: int
-    prefill_tokens: int
-    decode_tokens: int
-    swaps_out: int = 0  # preemptions that swapped the KV out (swap mode)
-    swaps_in: int = 0  # resumptions that swapped it back in
-    swap_fallbacks: int = 0  # preemptions recomputed because the host pool was full
-    swapped_blocks: int = 0  # KV blocks swapped out, summed over its swaps
-    swap_s: float = 0.0  # seconds the worker spent copying this call's KV
-    host_pool_used_blocks: int = 0  # engine-wide: swap pool blocks in use as it ended
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_transfer_params(cls, params: dict[str, Any] | None) -> CallStats | None:
-        data = (params or {}).get(STATS_KEY)
-        return None if data is None else cls(**data)

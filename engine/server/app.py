@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from autellix_engine.api import AutellixEngine
 from autellix_engine.errors import (
     EngineNotRunningError,
     InvalidRequestError,
@@ -43,8 +44,8 @@ THREAD_HEADER = "x-autellix-thread-id"
 TRACE_HEADERS = ("traceparent", "tracestate")
 
 
-def build_app(engine: Any, settings: ServerSettings | None = None) -> Starlette:
-    """The server for a started ``AutellixEngine``."""
+def build_app(engine: AutellixEngine, settings: ServerSettings | None = None) -> Starlette:
+    """The server for a started ``AutellixEngine`` (one replica or many)."""
     settings = settings or ServerSettings()
     server = _Server(engine, settings)
     routes = [
@@ -66,7 +67,7 @@ async def _request_error(request: Request, exc: Exception) -> Response:
 
 
 class _Server:
-    def __init__(self, engine: Any, settings: ServerSettings) -> None:
+    def __init__(self, engine: AutellixEngine, settings: ServerSettings) -> None:
         self.engine, self.settings = engine, settings
         self.counters = {"requests": 0, "errors": 0, "aborted": 0}
         self.call_latency = metrics.Histogram(
@@ -176,7 +177,7 @@ class _Server:
         result = await self._collect(request, first, stream)
         if result is None:
             return Response(status_code=499)
-        self.call_latency.observe(result.timings.latency_s)
+        self.call_latency.observe(result.latency_s)
         body = protocol.completion_body(result, chat=chat, model=model, rid=rid,
                                         tool_mode=parsed.tool_mode)
         body["program_id"] = external
@@ -209,7 +210,7 @@ class _Server:
                                            model=model, rid=rid, first=is_first)
                 yield f"data: {json.dumps(body)}\n\n"
                 if chunk.result is not None:
-                    self.call_latency.observe(chunk.result.timings.latency_s)
+                    self.call_latency.observe(chunk.result.latency_s)
                     if include_usage:
                         tail = protocol.chunk_body("", None, chat=chat, model=model, rid=rid)
                         tail["choices"] = []
@@ -231,7 +232,7 @@ class _Server:
                 result = chunk.result or result
         finally:
             await stream.aclose()
-        self.call_latency.observe(result.timings.latency_s)
+        self.call_latency.observe(result.latency_s)
         message, finish = protocol.tool_message(result.text)
         body = protocol.chunk_body("", None, chat=True, model=model, rid=rid, first=True)
         body["choices"][0]["delta"] = {k: v for k, v in message.items() if v is not None}

@@ -10,6 +10,7 @@ Series (all prefixed ``autellix_``):
   ``swap_fallbacks_total``, ``swap_seconds_total``, ``host_pool_used_blocks``;
 - ``prompt_tokens_total``, ``cached_prompt_tokens_total``, ``prefix_cache_hit_rate``;
 - ``completion_tokens_total``, ``calls_total``;
+- ``retried_calls_total``, ``failed_calls_total``: calls hit by replica faults;
 - ``call_latency_seconds`` and ``program_latency_seconds`` histograms (a program's
   latency: its start to its end through the program API);
 - ``requests_total``, ``errors_total``, ``aborted_total``: the HTTP layer.
@@ -20,7 +21,10 @@ from __future__ import annotations
 import bisect
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from autellix_engine.api import AutellixEngine
 
 #: Seconds; spans one short call on a GPU to a long agentic program on a CPU.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -54,17 +58,14 @@ class Histogram:
         return lines
 
 
-def _replicas(engine: Any) -> list[Any]:
-    return list(getattr(engine, "replicas", [engine]))
-
-
 def _gauge(name: str, value: float, help_text: str) -> list[str]:
     lines = [f"# HELP autellix_{name} {help_text}", f"# TYPE autellix_{name} gauge"]
     return lines + [f"autellix_{name} {value:g}"]
 
 
-def render(engine: Any, counters: dict[str, int], histograms: list[Histogram]) -> str:
-    """The whole ``/metrics`` page for an engine or a pool."""
+def render(engine: AutellixEngine, counters: dict[str, int],
+           histograms: list[Histogram]) -> str:
+    """The whole ``/metrics`` page of a front end (over all its replicas)."""
     programs = engine.programs()
     policy_config = engine.config.policy_config
     lines: list[str] = []
@@ -79,11 +80,9 @@ def render(engine: Any, counters: dict[str, int], histograms: list[Histogram]) -
     lines += [f'autellix_active_calls_by_level{{level="{i}"}} {n}'
               for i, n in enumerate(by_level)]
 
-    router = getattr(engine, "router", None)
-    replicas = _replicas(engine)
-    inflight = router.in_flight if router is not None else [
-        sum(len(p.active_threads) for p in programs)]
-    healthy = router.healthy if router is not None else [engine.is_running]
+    router = engine.router
+    inflight = router.in_flight
+    healthy = [ok and r.is_running for ok, r in zip(router.healthy, engine.replicas, strict=True)]
     lines += ["# HELP autellix_replica_inflight_calls Calls in flight per replica.",
               "# TYPE autellix_replica_inflight_calls gauge"]
     lines += [f'autellix_replica_inflight_calls{{replica="{i}"}} {n}'
@@ -93,10 +92,13 @@ def render(engine: Any, counters: dict[str, int], histograms: list[Histogram]) -
     lines += [f'autellix_replica_healthy{{replica="{i}"}} {int(ok)}'
               for i, ok in enumerate(healthy)]
 
-    totals: dict[str, float] = {}
-    for replica in replicas:
-        for key, value in replica.totals.as_dict().items():
-            totals[key] = totals.get(key, 0) + value
+    totals = engine.totals
+    values = {"calls": totals.calls, "completion_tokens": totals.completion_tokens,
+              "prompt_tokens": totals.prompt_tokens, "cached_prompt_tokens": totals.cached_tokens,
+              "preemptions": totals.preemptions, "swaps_out": totals.swap.swaps_out,
+              "swaps_in": totals.swap.swaps_in, "swap_fallbacks": totals.swap.swap_fallbacks,
+              "swap_seconds": totals.swap.swap_s, "retried_calls": totals.retried_calls,
+              "failed_calls": totals.failed_calls}
     for key, help_text in (
         ("calls", "Calls completed."), ("completion_tokens", "Tokens generated."),
         ("prompt_tokens", "Prompt tokens of completed calls."),
@@ -106,16 +108,17 @@ def render(engine: Any, counters: dict[str, int], histograms: list[Histogram]) -
         ("swaps_in", "Resumptions that swapped KV back in."),
         ("swap_fallbacks", "Preemptions recomputed because the host pool was full."),
         ("swap_seconds", "Seconds spent copying KV to and from host memory."),
+        ("retried_calls", "Calls re-sent after a replica fault (before their first token)."),
+        ("failed_calls", "Calls a replica fault ended after their first token."),
     ):
-        source = {"cached_prompt_tokens": "cached_tokens", "swap_seconds": "swap_s"}.get(key, key)
         name = f"autellix_{key}_total"
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter",
-                  f"{name} {totals.get(source, 0):g}"]
-    prompt = totals.get("prompt_tokens", 0)
-    hit_rate = totals.get("cached_tokens", 0) / prompt if prompt else 0.0
+                  f"{name} {values[key]:g}"]
+    prompt = totals.prompt_tokens
+    hit_rate = totals.cached_tokens / prompt if prompt else 0.0
     lines += _gauge("prefix_cache_hit_rate", hit_rate,
                     "Cached prompt tokens / prompt tokens, over completed calls.")
-    lines += _gauge("host_pool_used_blocks", totals.get("host_pool_used_blocks", 0),
+    lines += _gauge("host_pool_used_blocks", totals.host_pool_used_blocks,
                     "Swap pool blocks in use, as last reported.")
     for name, value in counters.items():
         lines += [f"# TYPE autellix_{name}_total counter", f"autellix_{name}_total {value}"]

@@ -38,9 +38,10 @@ from vllm.distributed.kv_transfer.kv_connector.v1.base import (
     KVConnectorWorkerMetadata,
 )
 
+from autellix_engine.policy.calls import SwapStats
 from autellix_engine.swap import ops
 from autellix_engine.swap.layout import cache_views
-from autellix_engine.swap.planner import CallSwapStats, StepSwaps, SwapOp, SwapPlanner
+from autellix_engine.swap.planner import StepSwaps, SwapOp, SwapPlanner
 
 if TYPE_CHECKING:
     from vllm.config import VllmConfig
@@ -166,7 +167,7 @@ class AutellixSwapConnector(KVConnectorBase_V1):
         self.planner.finished(request.request_id)
         return False, None
 
-    def pop_call_stats(self, req_id: str) -> CallSwapStats | None:
+    def pop_call_stats(self, req_id: str) -> SwapStats | None:
         """The call's swap counters (our scheduler reports them when the call ends)."""
         return self.planner.pop_stats(req_id)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from autellix_engine.policy.calls import SwapStats
 from autellix_engine.swap.host_pool import HostSwapPool
 
 
@@ -31,17 +32,6 @@ class StepSwaps:
 
 
 @dataclass
-class CallSwapStats:
-    """Per-call swap counters, returned with the call's ``CallStats``."""
-
-    swaps_out: int = 0
-    swaps_in: int = 0
-    swap_fallbacks: int = 0
-    swapped_blocks: int = 0
-    swap_s: float = 0.0
-
-
-@dataclass
 class _Swapped:
     tokens: int  # computed tokens saved at preemption
     offered: int = 0  # tokens offered at the resume lookup
@@ -56,7 +46,7 @@ class SwapPlanner:
         self._swapped: dict[str, _Swapped] = {}
         self._step = StepSwaps()
         self._release: list[str] = []
-        self._stats: dict[str, CallSwapStats] = {}
+        self._stats: dict[str, SwapStats] = {}
 
     def is_swapped_out(self, req_id: str) -> bool:
         return req_id in self._swapped
@@ -66,7 +56,7 @@ class SwapPlanner:
         recomputes (nothing computed, or the pool has no room: a fallback)."""
         if num_computed_tokens <= 0:
             return False
-        stats = self._stats.setdefault(req_id, CallSwapStats())
+        stats = self._stats.setdefault(req_id, SwapStats())
         n_blocks = math.ceil(num_computed_tokens / self.block_size)
         extent = self.pool.allocate(req_id, n_blocks) if n_blocks <= len(block_ids) else None
         if extent is None:
@@ -104,7 +94,7 @@ class SwapPlanner:
         self._step.swap_in.append(
             SwapOp(req_id, tuple(block_ids[first:last]), extent.start + first)
         )
-        self._stats.setdefault(req_id, CallSwapStats()).swaps_in += 1
+        self._stats.setdefault(req_id, SwapStats()).swaps_in += 1
 
     def finished(self, req_id: str) -> None:
         """The call ended (finished or aborted): free what it still holds."""
@@ -126,5 +116,5 @@ class SwapPlanner:
         if stats is not None:
             stats.swap_s += seconds
 
-    def pop_stats(self, req_id: str) -> CallSwapStats | None:
+    def pop_stats(self, req_id: str) -> SwapStats | None:
         return self._stats.pop(req_id, None)

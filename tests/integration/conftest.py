@@ -10,7 +10,17 @@ MiB = 1 << 20
 TEST_ENGINE = dict(model="tiny", max_num_seqs=4, max_model_len=1024, kv_cache_bytes=256 * MiB)
 
 
-class EnginePool:
+async def wait_until(condition, timeout_s: float, what: str, poll_s: float = 0.2) -> None:
+    """Wait for a state (never for a fixed time): fail with ``what`` after ``timeout_s``."""
+    import asyncio
+
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting: {what}"
+        await asyncio.sleep(poll_s)
+
+
+class PolicyEngines:
     """Starts an engine per policy on first use and keeps it for the session."""
 
     def __init__(self):
@@ -31,7 +41,7 @@ class EnginePool:
 
 @pytest_asyncio.fixture(scope="session")
 async def engines():
-    pool = EnginePool()
+    pool = PolicyEngines()
     yield pool
     await pool.aclose()
 

@@ -17,8 +17,8 @@ async def test_generate_text_returns_complete_result(atlas):
     assert out.usage.prompt_tokens == len(atlas.tokenizer.encode("Hello"))
     assert out.text == atlas.tokenizer.decode(list(out.token_ids))
     assert out.program_id == prog.id and out.thread_id == "main"
-    t = out.timings
-    assert t.latency_s >= t.execution_s > 0 and t.time_to_first_token_s <= t.latency_s
+    t = out.stats
+    assert out.latency_s >= t.execution_s > 0 and out.time_to_first_token_s <= out.latency_s
     assert t.service == pytest.approx(11 + out.usage.prompt_tokens / 16)
 
 
@@ -68,9 +68,9 @@ async def test_parallel_threads_share_one_program_and_stats_match_the_work(atlas
     assert snap.num_calls == 4 and snap.active_threads == ()
     assert snap.tokens_generated == sum(c.usage.completion_tokens for c in calls)
     # ATLAS: the critical path, first call then the longest branch (not the sum).
-    critical = first.timings.service + max(b.timings.service for b in branches)
+    critical = first.stats.service + max(b.stats.service for b in branches)
     assert snap.service == pytest.approx(critical)
-    assert snap.service < sum(c.timings.service for c in calls)
+    assert snap.service < sum(c.stats.service for c in calls)
     assert prog.id not in {p.program_id for p in atlas.programs()}  # ended on exit
 
 
@@ -89,7 +89,7 @@ async def test_an_ended_program_refuses_calls_and_the_engine_keeps_serving(atlas
 async def test_unknown_program_id_creates_the_program(atlas):
     out = await atlas.generate("hi", program_id="implicit-prog", max_tokens=3, **GREEDY)
     snap = {p.program_id: p for p in atlas.programs()}["implicit-prog"]
-    assert snap.num_calls == 1 and snap.service == pytest.approx(out.timings.service)
+    assert snap.num_calls == 1 and snap.service == pytest.approx(out.stats.service)
     atlas.end_program("implicit-prog")
 
 

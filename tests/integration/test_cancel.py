@@ -32,7 +32,7 @@ async def test_cancelled_calls_free_their_slots(atlas):
     # Were the requests still running in the engine core, this call would queue
     # behind ~900 steps of them; aborted, it is scheduled at once.
     out = await prog.generate("after", max_tokens=16, **GREEDY)
-    assert out.timings.queue_wait_s < out.timings.execution_s
+    assert out.stats.queue_wait_s < out.stats.execution_s
     prog.end()
 
 

@@ -10,15 +10,15 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import replace
 
 import httpx
+import pytest
 import pytest_asyncio
 
-from autellix_engine import EngineConfig
-from autellix_engine.pool import EnginePool
-from autellix_engine.remote import RemoteReplica
+from autellix_engine import AutellixEngine, EngineConfig, InvalidRequestError
 from autellix_engine.vllm_args import replica_command
-from tests.integration.conftest import TEST_ENGINE
+from tests.integration.conftest import TEST_ENGINE, wait_until
 
 GREEDY = dict(temperature=0.0, ignore_eos=True)
 # SmolLM2, not tiny: tiny's ~4 ms steps flood a stock vLLM API server on 2 cores, which
@@ -63,7 +63,7 @@ async def test_program_metadata_reaches_the_remote_scheduler(remote_server):
     """Remote-only pool: a fresh program overtakes a saturating program with attained
     service, which needs the program's service to arrive with each request."""
     _, url = remote_server
-    async with RemoteReplica(url, CONFIG) as remote:
+    async with AutellixEngine(replace(CONFIG, remote_urls=(url,))) as remote:
         order = []
 
         async def call(prog, name, prompt, n):
@@ -89,7 +89,7 @@ async def test_program_metadata_reaches_the_remote_scheduler(remote_server):
                 await asyncio.sleep(0.01)
             done_before = set(order)
             async with remote.program() as short_prog:
-                await call(short_prog, "short", "quick", 8)
+                short = await call(short_prog, "short", "quick", 8)
             results = await asyncio.gather(*longs)
         running_at_submit = [f"l{i}" for i in range(6) if f"l{i}" not in done_before]
         assert len(running_at_submit) == 6, "the long calls must still be running"
@@ -97,13 +97,30 @@ async def test_program_metadata_reaches_the_remote_scheduler(remote_server):
         assert overtaken_by == []
         assert all(r.usage.completion_tokens == LONG for r in results)
         snap = remote.table.ended_snapshot(long_prog.id)
-        assert snap.service >= LONG  # counted from usage; ATLAS: the longest thread
+        assert snap.service >= LONG  # ATLAS: the longest thread
+        # The remote scheduler's own record of each call came back with its stream.
+        assert short.stats.start_level == 0 and short.stats.execution_s > 0
+        assert all(r.stats.start_level > 0 and 0 < r.stats.decode_tokens < LONG
+                   for r in results)
+        assert sum(r.stats.preemptions for r in results) >= 1, "the short call preempted one"
+        assert snap.queue_wait_s > 0 and snap.preemptions >= 1
+
+
+async def test_a_bad_request_fails_alone_and_the_replica_stays(remote_server):
+    """A 4xx is the request's fault: no retry, no health change."""
+    _, url = remote_server
+    async with AutellixEngine(replace(CONFIG, remote_urls=(url,))) as remote:
+        with pytest.raises(InvalidRequestError, match="vocab|logit"):
+            await remote.generate("hi", max_tokens=2, logit_bias={10**7: 1.0})
+        assert remote.router.healthy == [True] and remote.totals.retried_calls == 0
+        out = await remote.generate("hi", max_tokens=2, **GREEDY)
+        assert out.usage.completion_tokens == 2
 
 
 async def test_mixed_pool_spreads_calls_and_survives_the_remote_dying(remote_server):
     proc, url = remote_server
-    pool = EnginePool(CONFIG, replicas=1, remote_urls=[url], routing="least_used",
-                      health_interval_s=1.0)
+    pool = AutellixEngine(replace(CONFIG, replicas=1, remote_urls=(url,), routing="least_used",
+                                  health_interval_s=1.0))
     async with pool:
         outs = await asyncio.gather(*(pool.generate(f"q{i}", program_id=f"p{i}",
                                                     max_tokens=16, **GREEDY) for i in range(4)))
@@ -119,7 +136,7 @@ async def test_mixed_pool_spreads_calls_and_survives_the_remote_dying(remote_ser
                                                        max_tokens=8, **GREEDY)
                                          for i in range(4)))
         assert all(r.usage.completion_tokens == 8 for r in results)  # retried on replica 0
-        assert not pool.router.healthy[1]
+        await wait_until(lambda: not pool.router.healthy[1], 30, "the dead replica left")
         later = await asyncio.gather(*(pool.generate(f"later {i}", program_id=f"b{i}",
                                                      max_tokens=4, **GREEDY) for i in range(4)))
         assert all(r.usage.completion_tokens == 4 for r in later)

@@ -50,20 +50,20 @@ async def test_short_program_overtakes_a_long_one_under_atlas_not_fcfs(engines):
     assert sum(1 for n in fcfs_order[: fcfs_order.index("short")] if n.startswith("r2")) >= 4
     # ATLAS: it enters the top queue, preempts a long call and finishes first.
     assert not any(n.startswith("r2") for n in atlas_order[: atlas_order.index("short")])
-    assert atlas_short.timings.start_level == 0
-    assert sum(r.timings.preemptions for r in atlas_long) >= 1
+    assert atlas_short.stats.start_level == 0
+    assert sum(r.stats.preemptions for r in atlas_long) >= 1
     assert all(r.usage.completion_tokens == ROUND2_TOKENS for r in atlas_long)
     assert atlas_latency < fcfs_latency  # ordering of the two runs, no absolute limit
-    assert fcfs_short.timings.queue_wait_s > atlas_short.timings.queue_wait_s
+    assert fcfs_short.stats.queue_wait_s > atlas_short.stats.queue_wait_s
 
 
 async def test_preempted_calls_return_the_same_tokens_as_uninterrupted_runs(engines):
     eng = await engines.get("atlas")
     _, _, _, long_results = await run_scenario(eng)
-    preempted = [r for r in long_results if r.timings.preemptions > 0]
+    preempted = [r for r in long_results if r.stats.preemptions > 0]
     assert preempted, "the scenario must preempt at least one call"
     for r in preempted:
         i = int(r.thread_id[1:])
         alone = await eng.generate(f"Deep branch {i}", max_tokens=ROUND2_TOKENS, **GREEDY)
-        assert alone.timings.preemptions == 0
+        assert alone.stats.preemptions == 0
         assert alone.token_ids == r.token_ids

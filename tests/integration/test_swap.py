@@ -30,7 +30,7 @@ async def swap_engine():
 async def _pool_used(eng) -> int:
     """Host pool blocks in use, as reported by the next call to finish."""
     probe = await eng.generate("ok", max_tokens=1)
-    return probe.timings.host_pool_used_blocks
+    return probe.stats.host_pool_used_blocks
 
 
 async def _preempting_run(eng, animals, cancel=None):
@@ -55,13 +55,13 @@ async def _preempting_run(eng, animals, cancel=None):
 
 async def test_swapped_out_calls_resume_with_the_same_tokens(swap_engine):
     results = await _preempting_run(swap_engine, ["cat", "dog"])
-    swapped = [(a, r) for a, r in results.items() if r.timings.swaps_in > 0]
+    swapped = [(a, r) for a, r in results.items() if r.stats.swap.swaps_in > 0]
     assert swapped, "the scenario must swap at least one call out and back in"
     for animal, r in swapped:
-        assert r.timings.swaps_out >= r.timings.swaps_in >= 1
-        assert r.timings.swapped_blocks >= 1 and r.timings.swap_s > 0
+        assert r.stats.swap.swaps_out >= r.stats.swap.swaps_in >= 1
+        assert r.stats.swap.swapped_blocks >= 1 and r.stats.swap.swap_s > 0
         alone = await swap_engine.generate(STORY.format(animal), max_tokens=96, **GREEDY)
-        assert alone.timings.preemptions == 0
+        assert alone.stats.preemptions == 0
         assert alone.token_ids == r.token_ids
     assert await _pool_used(swap_engine) == 0
 
@@ -70,7 +70,7 @@ async def test_aborting_a_swapped_out_call_frees_its_host_blocks(swap_engine):
     results = await _preempting_run(swap_engine, ["cat", "owl"], cancel="cat")
     assert isinstance(results["cat"], asyncio.CancelledError)
     # The other long call, preempted at the same time, shows they were swapped out.
-    assert results["owl"].timings.swaps_out >= 1
+    assert results["owl"].stats.swap.swaps_out >= 1
     assert await _pool_used(swap_engine) == 0
 
 
@@ -81,11 +81,11 @@ async def test_full_host_pool_falls_back_to_recomputation():
     )
     async with eng:
         results = await _preempting_run(eng, ["cat", "dog"])
-        preempted = [(a, r) for a, r in results.items() if r.timings.preemptions]
+        preempted = [(a, r) for a, r in results.items() if r.stats.preemptions]
         assert preempted
         for animal, r in preempted:
-            assert r.timings.swaps_out == 0
-            assert r.timings.swap_fallbacks == r.timings.preemptions
+            assert r.stats.swap.swaps_out == 0
+            assert r.stats.swap.swap_fallbacks == r.stats.preemptions
             alone = await eng.generate(STORY.format(animal), max_tokens=96, **GREEDY)
             assert alone.token_ids == r.token_ids
         assert await _pool_used(eng) == 0

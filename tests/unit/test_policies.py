@@ -22,7 +22,7 @@ def test_plas_starts_a_call_in_its_programs_queue():
     for service, level in [(0, 0), (15, 1), (25, 2), (1000, 3)]:
         call = make_call(start_service=service)
         policy.admit(call)
-        assert (call.level, call.start_level) == (level, level)
+        assert (call.level, call.stats.start_level) == (level, level)
 
 
 def test_quantum_expiry_demotes_with_overflow_carried():
@@ -33,7 +33,7 @@ def test_quantum_expiry_demotes_with_overflow_carried():
     assert policy.record_service(call, 3)  # 12 > 10: level 1, 2 of its 10 used
     assert call.level == 1 and call.quantum_left == pytest.approx(8)
     assert policy.record_service(call, 100)  # past level 2's quantum (20) too
-    assert call.level == 3 and call.demotions == 3
+    assert call.level == 3 and call.stats.demotions == 3
 
 
 def test_last_queue_never_demotes_further():
@@ -63,10 +63,10 @@ def test_starved_plas_call_is_promoted_and_only_call_counters_reset():
     assert not policy.record_wait(call, 53)
     assert call.level == 2
     assert policy.record_wait(call, 1)
-    assert call.level == 0 and call.promotions == 1
+    assert call.level == 0 and call.stats.promotions == 1
     assert (call.wait, call.service) == (0.0, 0.0)  # call counters reset
     assert (call.program_wait, call.start_service) == (10, 30)  # program terms kept
-    assert call.total_wait == 54 and call.total_service == 2
+    assert call.stats.wait == 54 and call.stats.service == 2
 
 
 def test_mlfq_starvation_uses_the_call_ratio_only():
@@ -83,7 +83,7 @@ def test_atlas_takes_the_max_and_plas_the_sum_over_parallel_calls():
     # Crystalclear9's worked example: history 2, parallel calls run 3 and 1.
     atlas, plas = create_policy("atlas"), create_policy("plas")
     calls = [make_call(i, start_service=2.0) for i in range(2)]
-    calls[0].total_service, calls[1].total_service = 3.0, 1.0
+    calls[0].stats.service, calls[1].stats.service = 3.0, 1.0
     a = p = 2.0
     for c in calls:
         a = atlas.updated_program_service(a, c)

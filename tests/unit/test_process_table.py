@@ -9,6 +9,7 @@ from autellix_engine.policy import (
     UnknownProgramError,
     create_policy,
 )
+from autellix_engine.policy.calls import CallStats
 
 
 class FakeClock:
@@ -25,7 +26,8 @@ def test_start_call_complete_and_end():
     ticket = table.begin_call(pid, "main")
     assert ticket.program_service == 0.0
     assert table.get(pid).active_threads == ("main",)
-    table.complete_call(pid, ticket.call_id, service=40, wait=3, tokens=32, preemptions=1)
+    stats = CallStats(service=40, wait=3, preemptions=1)
+    table.complete_call(pid, ticket.call_id, stats, tokens=32)
     snap = table.get(pid)
     assert (snap.service, snap.wait, snap.num_calls, snap.tokens_generated) == (40, 3, 1, 32)
     assert snap.preemptions == 1 and snap.active_threads == ()
@@ -62,12 +64,12 @@ def test_atlas_rule_gives_critical_path_for_parallel_threads():
     table = ProcessTable(create_policy("atlas").updated_program_service)
     pid = table.start_program()
     first = table.begin_call(pid, "main")
-    table.complete_call(pid, first.call_id, service=2, wait=0)
+    table.complete_call(pid, first.call_id, CallStats(service=2, wait=0))
     tickets = [table.begin_call(pid, f"t{i}") for i in range(2)]
     assert {t.program_service for t in tickets} == {2}
     assert len(table.get(pid).active_threads) == 2
-    table.complete_call(pid, tickets[0].call_id, service=3, wait=0)
-    table.complete_call(pid, tickets[1].call_id, service=1, wait=0)
+    table.complete_call(pid, tickets[0].call_id, CallStats(service=3, wait=0))
+    table.complete_call(pid, tickets[1].call_id, CallStats(service=1, wait=0))
     assert table.get(pid).service == 5
 
 
@@ -98,7 +100,7 @@ def test_completion_after_end_is_ignored():
     pid = table.start_program()
     t = table.begin_call(pid, "main")
     table.end_program(pid)
-    assert table.complete_call(pid, t.call_id, service=5, wait=0) == 0.0
+    assert table.complete_call(pid, t.call_id, CallStats(service=5, wait=0)) == 0.0
     assert pid not in table
 
 
@@ -110,7 +112,7 @@ def test_concurrent_calls_from_many_threads_are_all_accounted():
     def worker(k):
         for _ in range(n_calls):
             t = table.begin_call(pid, f"w{k}")
-            table.complete_call(pid, t.call_id, service=1.0, wait=0.5, tokens=2)
+            table.complete_call(pid, t.call_id, CallStats(service=1.0, wait=0.5), tokens=2)
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(n_threads)]
     for t in threads:
@@ -128,11 +130,11 @@ def test_update_rule_receives_the_call_start_service():
     seen = []
 
     def rule(program_service: float, call: CallState) -> float:
-        seen.append((program_service, call.start_service, call.total_service))
-        return program_service + call.total_service
+        seen.append((program_service, call.start_service, call.stats.service))
+        return program_service + call.stats.service
 
     table = ProcessTable(rule)
     pid = table.start_program()
     t = table.begin_call(pid, "main")
-    table.complete_call(pid, t.call_id, service=7, wait=0)
+    table.complete_call(pid, t.call_id, CallStats(service=7, wait=0))
     assert seen == [(0.0, 0.0, 7)]

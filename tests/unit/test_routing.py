@@ -1,6 +1,11 @@
 import pytest
 
-from autellix_engine.policy.routing import LOCALITY_THRESHOLD, RouteInfo, create_router
+from autellix_engine.policy.routing import (
+    LOCALITY_THRESHOLD,
+    NoHealthyReplicaError,
+    RouteInfo,
+    create_router,
+)
 
 
 def short(pid="p"):
@@ -58,7 +63,25 @@ def test_round_robin_cycles_over_healthy_replicas():
 def test_no_healthy_replica_and_unknown_names_are_clear_errors():
     r = create_router("least_used", 1)
     r.set_health(0, False)
-    with pytest.raises(RuntimeError, match="No healthy replica"):
+    with pytest.raises(NoHealthyReplicaError, match="No replica is in the pool"):
         r.select(short())
     with pytest.raises(ValueError, match="locality"):
         create_router("random", 2)
+
+
+def test_a_retry_avoids_the_replica_that_failed_while_another_is_healthy():
+    router = create_router("least_used", 3)
+    info = RouteInfo("p", 10)
+    assert router.select(info, avoid={0}) == 1
+    assert router.select(info, avoid={0, 1}) == 2
+    router.set_health(2, False)
+    # Every healthy replica failed the call already: try them again rather than none.
+    assert router.select(info, avoid={0, 1}) == 0
+
+
+def test_locality_re_pins_a_long_call_away_from_a_replica_it_avoids():
+    router = create_router("locality", 2, threshold=4)
+    info = RouteInfo("p", 100)
+    first = router.select(info)
+    assert router.select(info) == first
+    assert router.select(info, avoid={first}) == 1 - first

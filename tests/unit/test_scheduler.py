@@ -9,7 +9,8 @@ import random
 import pytest
 
 from autellix_engine.policy import PolicyConfig
-from autellix_engine.policy.wire import CallStats
+from autellix_engine.policy.calls import CallStats
+from autellix_engine.policy.wire import STATS_KEY
 from autellix_engine.scheduler_harness import (
     HarnessConfig,
     create_scheduler,
@@ -32,7 +33,7 @@ def run_until_done(scheduler, max_steps=10_000, on_step=None, tokens=None, stop_
             for o in eco.outputs:
                 tokens[o.request_id] = tokens.get(o.request_id, 0) + len(o.new_token_ids)
                 if o.finish_reason is not None:
-                    stats = CallStats.from_transfer_params(o.kv_transfer_params)
+                    stats = CallStats.from_dict(o.kv_transfer_params[STATS_KEY])
                     finished[o.request_id] = (step, stats, tokens[o.request_id])
     raise AssertionError("scheduler did not drain")
 

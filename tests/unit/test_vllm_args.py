@@ -9,7 +9,8 @@ from vllm.entrypoints.launchers.cli_args import make_arg_parser
 from vllm.utils.argparse_utils import FlexibleArgumentParser
 
 from autellix_engine import EngineConfig
-from autellix_engine.cli import _engine_config, parse_args
+from autellix_engine import cli as engine_cli
+from autellix_engine.cli import _engine_config
 from autellix_engine.config import CPU_DEFAULTS
 from autellix_engine.models import resolve_model
 from autellix_engine.vllm_args import (
@@ -19,6 +20,7 @@ from autellix_engine.vllm_args import (
     replica_command,
     to_cli,
 )
+from autellix_workloads.cli import add_commands
 
 #: What a GPU user types (the issue's example plus common settings).
 GPU_FLAGS = [
@@ -47,6 +49,11 @@ def _serve_parser_engine_args(argv):
     """What a stock `vllm serve` makes of a replica's command line."""
     parser = make_arg_parser(FlexibleArgumentParser())
     return AsyncEngineArgs.from_cli_args(parser.parse_args(argv))
+
+
+def parse_args(argv):
+    """The ``autellix`` command line (engine and workload commands)."""
+    return engine_cli.parse_args(argv, add_commands)
 
 
 @pytest.mark.parametrize("command", ["serve", "replica", "bench"])

@@ -1,4 +1,5 @@
-from autellix_engine.policy.wire import STATS_KEY, CallStats, ProgramTag
+from autellix_engine.policy.calls import CallStats, SwapStats
+from autellix_engine.policy.wire import ProgramTag
 
 
 def test_tag_round_trips_through_extra_args():
@@ -19,11 +20,12 @@ def test_malformed_values_are_treated_as_absent():
     assert tag.program_id == "42" and tag.program_service is None and tag.program_wait == 0.0
 
 
-def test_call_stats_round_trip_through_transfer_params():
-    stats = CallStats(3.5, 1.0, 0.2, 0.4, 0.1, 0.3, 1, 2, 0, 0, 1, 10, 3)
-    params = {"other": 1, STATS_KEY: stats.to_dict()}
-    assert CallStats.from_transfer_params(params) == stats
-    assert CallStats.from_transfer_params(None) is None
+def test_call_stats_round_trip_through_a_dict_and_ignore_unknown_keys():
+    stats = CallStats(3.5, 1.0, 0.2, 0.4, 0.1, 10, 3, 1, 2, 0, 1, 0, SwapStats(1, 1, 0, 4, 0.5), 7)
+    data = stats.to_dict()
+    assert CallStats.from_dict(data) == stats
+    assert CallStats.from_dict({**data, "from_a_newer_peer": 1}) == stats
+    assert stats.decode_s == stats.execution_s - stats.prefill_s
 
 
 def test_vllms_session_id_names_the_program_when_no_program_key_is_given():

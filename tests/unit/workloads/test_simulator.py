@@ -4,10 +4,10 @@ example's unit-step schedules and its policies order as the policy tests say."""
 import pytest
 
 from autellix_engine.policy import PolicyConfig, create_policy
-from autellix_engine.sim import StepProgram, simulate_steps
-from autellix_engine.sim.des import SimConfig, StepCost, simulate
 from autellix_workloads.generators import generate
 from autellix_workloads.metrics import summarize
+from autellix_workloads.sim import StepProgram, simulate_steps
+from autellix_workloads.sim.des import SimConfig, StepCost, simulate
 from autellix_workloads.spec import CallSpec, ProgramSpec
 
 TOY = {"A": [4, 3, 1, 1], "B": [3, 3, 4], "C": [1, 2], "D": [4]}

@@ -146,10 +146,7 @@ def _form_batch(
 
 
 def _finish(a: _Active, completion: int, table: ProcessTable, result: SimResult) -> None:
-    table.complete_call(
-        a.state.program_id, a.state.call_id,
-        service=a.state.total_service, wait=a.state.total_wait,
-    )
+    table.complete_call(a.state.program_id, a.state.call_id, a.state.stats)
     result.calls.append(
         SimCall(a.program.name, a.stage, a.length, int(a.state.arrival), a.start, completion)
     )

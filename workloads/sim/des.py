@@ -240,8 +240,7 @@ class _Sim:
     def _complete(self, c: _Call) -> None:
         self.active.remove(c)
         prog = c.program
-        self.table.complete_call(prog.spec.program_id, c.state.call_id,
-                                 service=c.state.total_service, wait=c.state.total_wait)
+        self.table.complete_call(prog.spec.program_id, c.state.call_id, c.state.stats)
         prog.open_calls -= 1
         if prog.open_calls:
             return

@@ -1,0 +1,119 @@
+"""The embedded back end: vLLM's ``AsyncLLM`` in this process, with our scheduler.
+
+vLLM's engine core runs in a child process started with ``spawn``; that child does not
+re-run the caller's ``__main__`` (``autellix_engine.main_guard``), so a plain script
+needs no ``if __name__ == "__main__":`` guard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from autellix_engine._vllm_setup import build_async_llm, is_engine_dead
+from autellix_engine.backends.base import BackendCall, Delta, Finish
+from autellix_engine.config import EngineConfig
+from autellix_engine.errors import EngineNotRunningError, InvalidRequestError, ReplicaError
+from autellix_engine.models import resolve_model
+from autellix_engine.policy.calls import CallStats
+from autellix_engine.policy.wire import STATS_KEY
+
+logger = logging.getLogger(__name__)
+
+
+class EmbeddedBackend:
+    """One vLLM engine (``AsyncLLM``) running our scheduler."""
+
+    name = "embedded"
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self._llm: Any = None
+        self._tokenizer: Any = None
+        self._max_model_len: int | None = None
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tokenizer
+
+    @property
+    def max_model_len(self) -> int | None:
+        return self._max_model_len
+
+    @property
+    def is_running(self) -> bool:
+        return self._llm is not None and not self._llm.errored
+
+    async def start(self) -> None:
+        if self._llm is not None:
+            return
+        model = await asyncio.to_thread(resolve_model, self.config.model)
+        self._llm = await asyncio.to_thread(build_async_llm, self.config, model)
+        self._tokenizer = self._llm.get_tokenizer()
+        self._max_model_len = self._llm.model_config.max_model_len
+
+    async def aclose(self) -> None:
+        if self._llm is None:
+            return
+        llm, self._llm = self._llm, None
+        # On the loop thread: vLLM's output handler must not run while the engine
+        # core goes down, or it logs a spurious EngineDeadError.
+        llm.shutdown()
+        # AsyncLLM.__del__ calls shutdown() again, which fails noisily when it runs at
+        # interpreter exit (module globals already gone): it is done already.
+        llm.shutdown = _noop
+        del llm
+        gc.collect()
+
+    async def check_health(self) -> bool:
+        return self.is_running
+
+    async def revive(self) -> bool:
+        """Replace a dead engine with a fresh one; False when it does not start."""
+        await self.aclose()
+        try:
+            await self.start()
+        except Exception as e:  # noqa: BLE001 - the front end tries again later
+            logger.warning("Restarting the embedded engine failed: %s", e)
+            await self.aclose()
+            return False
+        return True
+
+    async def run(self, call: BackendCall) -> AsyncIterator[Delta | Finish]:
+        from vllm.exceptions import VLLMClientError
+
+        if not self.is_running:
+            raise ReplicaError("The embedded engine is not running")
+        sampling = call.sampling.vllm_params(call.tag.to_extra_args())
+        trace_headers = call.trace_context if self.config.otlp_traces_endpoint else None
+        gen = self._llm.generate(
+            {"prompt_token_ids": list(call.prompt_ids)}, sampling, call.request_id,
+            trace_headers=trace_headers, priority=call.priority,
+        )
+        try:
+            async for out in gen:
+                completion = out.outputs[0]
+                if completion.text or completion.token_ids:
+                    yield Delta(completion.text, tuple(completion.token_ids))
+                if out.finished:
+                    data = (out.kv_transfer_params or {}).get(STATS_KEY)
+                    yield Finish(completion.finish_reason or "stop", completion.stop_reason,
+                                 out.num_cached_tokens or 0,
+                                 None if data is None else CallStats.from_dict(data))
+        except VLLMClientError as e:
+            raise InvalidRequestError(str(e)) from e
+        except (InvalidRequestError, EngineNotRunningError):
+            raise
+        except Exception as e:
+            if is_engine_dead(e) or self._llm is None:
+                raise ReplicaError(f"The embedded engine stopped: {e}") from e
+            raise
+        finally:
+            await gen.aclose()
+
+
+def _noop(*args: Any, **kwargs: Any) -> None:
+    return None
