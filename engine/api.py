@@ -171,6 +171,11 @@ class AutellixEngine:
         return self.config.model
 
     @property
+    def max_model_len(self) -> int | None:
+        """The context length in tokens (the smallest of the replicas'), once started."""
+        return self._max_model_len
+
+    @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
         """The event loop the engine runs on (its calls must be made there)."""
         return self._loop
