@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import json
 import queue
 import threading
 import time
@@ -20,6 +19,7 @@ from typing import Any, Protocol
 from autellix_engine.api import AutellixEngine
 from autellix_engine.config import EngineConfig
 from autellix_engine.errors import AutellixError
+from autellix_engine.policy.wire import STATS_KEY
 from autellix_engine.results import StreamChunk
 
 
@@ -248,86 +248,76 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 class RemoteClient:
     """An Autellix server over HTTP (OpenAI-compatible ``/v1/chat/completions``).
 
-    Program and thread ids travel in ``X-Autellix-Program-Id`` / ``X-Autellix-Thread-Id``
-    headers and W3C trace context in ``traceparent``; guided output as OpenAI's
-    ``response_format`` (json_schema). The server itself comes with issue #5.
+    The client is the ``openai`` package (SSE, error events, connection pooling); its
+    own retries are off because the chat model retries calls that returned no output
+    (``max_retries``). Program and thread ids travel in ``X-Autellix-Program-Id`` /
+    ``X-Autellix-Thread-Id`` headers and W3C trace context in ``traceparent``; guided
+    output as OpenAI's ``response_format`` (json_schema). Errors: a 4xx is the call's
+    fault (``InvalidRequestError``, not retried); no connection, a 5xx or an error
+    event is ``EngineUnavailableError``; a timeout is ``CallTimeoutError``.
     """
 
     def __init__(self, base_url: str, api_key: str | None, model_name: str, policy: str) -> None:
+        import openai
+
         self.base_url = base_url.rstrip("/")
-        self.api_key = api_key
         self.model_name = model_name
         self.policy = policy
+        options = dict(base_url=f"{self.base_url}/v1", api_key=api_key or "EMPTY",
+                       max_retries=0)
+        self._sync = openai.OpenAI(**options)
+        self._async = openai.AsyncOpenAI(**options)
 
-    def _headers(self, request: CallRequest | None = None) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        if request is not None:
-            headers.update(request.trace_context)
-            if request.program_id:
-                headers["X-Autellix-Program-Id"] = request.program_id
-            headers["X-Autellix-Thread-Id"] = request.thread
-        return headers
-
-    def _body(self, request: CallRequest) -> dict[str, Any]:
-        params = dict(request.params)
-        body: dict[str, Any] = {"model": self.model_name, "messages": request.messages,
-                                "stream": True, "stream_options": {"include_usage": True}}
+    def _arguments(self, request: CallRequest, timeout: float | None) -> dict[str, Any]:
+        headers = dict(request.trace_context)
+        if request.program_id:
+            headers["X-Autellix-Program-Id"] = request.program_id
+        headers["X-Autellix-Thread-Id"] = request.thread
+        params = {k: v for k, v in request.params.items() if v is not None}
         schema = params.pop("json_schema", None)
         if schema is not None:
-            body["response_format"] = {"type": "json_schema",
-                                       "json_schema": {"name": "output", "schema": schema}}
-        body.update({k: v for k, v in params.items() if v is not None})
-        return body
+            params["response_format"] = {"type": "json_schema",
+                                         "json_schema": {"name": "output", "schema": schema}}
+        return dict(model=self.model_name, messages=request.messages, stream=True,
+                    stream_options={"include_usage": True}, extra_headers=headers,
+                    extra_body=params, timeout=timeout)
 
     def stream(self, request: CallRequest, timeout: float | None = None) -> Iterator[StreamChunk]:
-        import httpx
+        import openai
 
+        result = _ResultBuilder(request)
         try:
-            with httpx.Client(timeout=timeout) as http, http.stream(
-                "POST", f"{self.base_url}/v1/chat/completions",
-                headers=self._headers(request), json=self._body(request),
-            ) as resp:
-                _raise_for_status(resp)
-                parser = _SSEParser(request)
-                for line in resp.iter_lines():
-                    yield from parser.feed(line)
-                yield parser.final()
-        except httpx.TimeoutException as e:
-            raise CallTimeoutError(f"No answer from {self.base_url} within {timeout} s") from e
-        except httpx.TransportError as e:
-            raise EngineUnavailableError(f"Cannot reach the engine at {self.base_url}: {e}") from e
+            for chunk in self._sync.chat.completions.create(**self._arguments(request, timeout)):
+                yield from result.feed(chunk)
+        except openai.OpenAIError as e:
+            raise self._error(e, timeout) from e
+        yield result.final()
 
     async def astream(
         self, request: CallRequest, timeout: float | None = None
     ) -> AsyncIterator[StreamChunk]:
-        import httpx
+        import openai
 
+        result = _ResultBuilder(request)
         try:
-            async with httpx.AsyncClient(timeout=timeout) as http, http.stream(
-                "POST", f"{self.base_url}/v1/chat/completions",
-                headers=self._headers(request), json=self._body(request),
-            ) as resp:
-                _raise_for_status(resp)
-                parser = _SSEParser(request)
-                async for line in resp.aiter_lines():
-                    for chunk in parser.feed(line):
-                        yield chunk
-                yield parser.final()
-        except httpx.TimeoutException as e:
-            raise CallTimeoutError(f"No answer from {self.base_url} within {timeout} s") from e
-        except httpx.TransportError as e:
-            raise EngineUnavailableError(f"Cannot reach the engine at {self.base_url}: {e}") from e
+            stream = await self._async.chat.completions.create(**self._arguments(request, timeout))
+            async for chunk in stream:
+                for out in result.feed(chunk):
+                    yield out
+        except openai.OpenAIError as e:
+            raise self._error(e, timeout) from e
+        yield result.final()
 
     def _program_call(self, method: str, program_id: str) -> None:
-        import httpx
+        import openai
 
+        call = self._sync.put if method == "PUT" else self._sync.delete
         try:
-            httpx.request(method, f"{self.base_url}/v1/programs/{program_id}",
-                          headers=self._headers(), timeout=10)
-        except httpx.TransportError as e:
-            raise EngineUnavailableError(f"Cannot reach the engine at {self.base_url}: {e}") from e
+            call(f"/programs/{program_id}", cast_to=object, options={"timeout": 10})
+        except openai.NotFoundError:
+            pass  # ended already (or collected): nothing to do
+        except openai.OpenAIError as e:
+            raise self._error(e, 10) from e
 
     def start_program(self, program_id: str) -> None:
         self._program_call("PUT", program_id)
@@ -335,41 +325,45 @@ class RemoteClient:
     def end_program(self, program_id: str) -> None:
         self._program_call("DELETE", program_id)
 
+    def _error(self, e: Exception, timeout: float | None) -> Exception:
+        import openai
 
-def _raise_for_status(resp: Any) -> None:
-    if resp.status_code >= 400:
-        raise EngineUnavailableError(f"The engine answered HTTP {resp.status_code}")
+        from autellix_engine.errors import InvalidRequestError
+
+        if isinstance(e, openai.APITimeoutError):
+            return CallTimeoutError(f"No answer from {self.base_url} within {timeout} s")
+        if isinstance(e, openai.APIConnectionError):
+            return EngineUnavailableError(f"Cannot reach the engine at {self.base_url}: {e}")
+        status = getattr(e, "status_code", None)
+        if isinstance(e, openai.APIStatusError) and 400 <= status < 500 and status not in (
+                408, 429):
+            return InvalidRequestError(f"The engine refused the call: {e.message}")
+        return EngineUnavailableError(f"The engine at {self.base_url} failed the call: {e}")
 
 
-class _SSEParser:
-    """Incremental parser of OpenAI chat-completion SSE lines into StreamChunks; the
-    final chunk carries a ``CallResult`` built from the text, finish reason and usage."""
+class _ResultBuilder:
+    """Chat-completion chunks into StreamChunks; the final one carries a ``CallResult``
+    built from the text, finish reason and usage."""
 
     def __init__(self, request: CallRequest) -> None:
         self.request = request
         self.text: list[str] = []
         self.finish: str | None = None
-        self.usage: dict[str, Any] = {}
+        self.usage: Any = None
+        self.stats: dict[str, Any] | None = None  # the server's CallStats, on the usage chunk
         self.call_id = ""
-        self.done = False
 
-    def feed(self, line: str) -> list[StreamChunk]:
-        if self.done or not line.startswith("data:"):
-            return []
-        data = line[5:].strip()
-        if data == "[DONE]":
-            self.done = True
-            return []
-        event = json.loads(data)
-        self.call_id = event.get("id", self.call_id)
-        self.usage = event.get("usage") or self.usage
+    def feed(self, chunk: Any) -> list[StreamChunk]:
+        self.call_id = chunk.id or self.call_id
+        self.usage = chunk.usage or self.usage
+        params = (chunk.model_extra or {}).get("kv_transfer_params") or {}
+        self.stats = params.get(STATS_KEY, self.stats) if isinstance(params, dict) else self.stats
         out = []
-        for choice in event.get("choices") or []:
-            delta = (choice.get("delta") or {}).get("content") or ""
-            self.finish = choice.get("finish_reason") or self.finish
-            if delta:
-                self.text.append(delta)
-                out.append(StreamChunk(delta, ()))
+        for choice in chunk.choices:
+            self.finish = choice.finish_reason or self.finish
+            if choice.delta.content:
+                self.text.append(choice.delta.content)
+                out.append(StreamChunk(choice.delta.content, ()))
         return out
 
     def final(self) -> StreamChunk:
@@ -377,11 +371,12 @@ class _SSEParser:
         from autellix_engine.results import CallResult, Usage
 
         u = self.usage
+        details = getattr(u, "prompt_tokens_details", None)
+        usage = Usage(u.prompt_tokens, u.completion_tokens,
+                      getattr(details, "cached_tokens", None) or 0) if u else Usage(0, 0)
         result = CallResult(
-            "".join(self.text), (), self.finish or "stop", None,
-            Usage(u.get("prompt_tokens", 0), u.get("completion_tokens", 0),
-                  (u.get("prompt_tokens_details") or {}).get("cached_tokens", 0)),
-            CallStats(), 0.0, None,
+            "".join(self.text), (), self.finish or "stop", None, usage,
+            CallStats.from_dict(self.stats) if self.stats else CallStats(), 0.0, None,
             self.request.program_id or "", self.request.thread, self.call_id,
         )
         return StreamChunk("", (), self.finish or "stop", result)

@@ -88,7 +88,7 @@ class _ProgramAwareMixin:
         """The policy's order (``Policy.sort_key``), as the simulators use it."""
         call = self._calls.get(request.request_id)
         if call is None:  # not ours (cannot happen in vLLM 0.32.0): vLLM's own order
-            return (request.priority, 0, request.arrival_time, 0)
+            return (request.priority, 0, request.arrival_time, -1)
         return self._policy.sort_key(call)
 
     # -- arrivals ----------------------------------------------------------------
@@ -102,7 +102,7 @@ class _ProgramAwareMixin:
         )
         service, wait = self._inherited(tag, request.request_id)
         call = CallState(
-            request.request_id, tag.program_id, tag.thread_id, time.monotonic(), self._seq,
+            request.request_id, tag.program_id, tag.thread_id, request.arrival_time, self._seq,
             client_priority=request.priority, start_service=service, program_wait=wait,
         )
         self._seq += 1

@@ -57,14 +57,10 @@ class Backend(Protocol):
 
     #: Where it runs, for logs and errors ("embedded", a URL).
     name: str
-
-    @property
-    def tokenizer(self) -> Any:
-        """The model's Hugging Face tokenizer (once started)."""
-
-    @property
-    def max_model_len(self) -> int | None:
-        """The context length, once started (None: unknown)."""
+    #: The model's Hugging Face tokenizer (once started).
+    tokenizer: Any
+    #: The context length in tokens (once started; None: unknown).
+    max_model_len: int | None
 
     @property
     def is_running(self) -> bool:

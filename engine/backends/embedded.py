@@ -32,16 +32,14 @@ class EmbeddedBackend:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self._llm: Any = None
-        self._tokenizer: Any = None
-        self._max_model_len: int | None = None
+        self.tokenizer: Any = None  # once started
+        self.max_model_len: int | None = None  # once started
 
     @property
-    def tokenizer(self) -> Any:
-        return self._tokenizer
-
-    @property
-    def max_model_len(self) -> int | None:
-        return self._max_model_len
+    def llm(self) -> Any:
+        """vLLM's ``AsyncLLM`` of this replica (None until started): for what the
+        engine API does not cover, e.g. ``get_num_unfinished_requests()``."""
+        return self._llm
 
     @property
     def is_running(self) -> bool:
@@ -52,8 +50,8 @@ class EmbeddedBackend:
             return
         model = await asyncio.to_thread(resolve_model, self.config.model)
         self._llm = await asyncio.to_thread(build_async_llm, self.config, model)
-        self._tokenizer = self._llm.get_tokenizer()
-        self._max_model_len = self._llm.model_config.max_model_len
+        self.tokenizer = self._llm.get_tokenizer()
+        self.max_model_len = self._llm.model_config.max_model_len
 
     async def aclose(self) -> None:
         if self._llm is None:

@@ -55,17 +55,9 @@ class HttpBackend:
         self.config = config
         self._http: httpx.AsyncClient | None = None
         self._client: openai.AsyncOpenAI | None = None
-        self._tokenizer: Any = None
-        self._max_model_len: int | None = None
+        self.tokenizer: Any = None  # once started
+        self.max_model_len: int | None = None  # once started
         self._up = False
-
-    @property
-    def tokenizer(self) -> Any:
-        return self._tokenizer
-
-    @property
-    def max_model_len(self) -> int | None:
-        return self._max_model_len
 
     @property
     def is_running(self) -> bool:
@@ -78,7 +70,7 @@ class HttpBackend:
         model = await asyncio.to_thread(resolve_model, self.config.model)
         from transformers import AutoTokenizer
 
-        self._tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, str(model.path))
+        self.tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, str(model.path))
         timeout = httpx.Timeout(self.config.remote_timeout_s, connect=CONNECT_TIMEOUT_S)
         # One connection pool for the OpenAI API and vLLM's /health.
         self._http = httpx.AsyncClient(timeout=timeout)
@@ -89,7 +81,7 @@ class HttpBackend:
         if not await self.check_health():
             await self.aclose()
             raise EngineNotRunningError(f"Remote replica {self.name} is not answering")
-        self._max_model_len = await self._served_max_model_len()
+        self.max_model_len = await self._served_max_model_len()
 
     async def aclose(self) -> None:
         self._up = False

@@ -77,7 +77,7 @@ class CallState:
     call_id: str
     program_id: str
     thread_id: str
-    arrival: float  # engine clock when the call arrived
+    arrival: float  # arrival time (vLLM: the request's arrival_time): FCFS within a queue
     seq: int  # arrival order; the final tie-breaker
     start_service: float = 0.0  # program service inherited at arrival (its priority)
     program_wait: float = 0.0  # W_p: program's accumulated wait at arrival

@@ -212,9 +212,7 @@ class _Server:
                 if chunk.result is not None:
                     self.call_latency.observe(chunk.result.latency_s)
                     if include_usage:
-                        tail = protocol.chunk_body("", None, chat=chat, model=model, rid=rid)
-                        tail["choices"] = []
-                        tail["usage"] = protocol.usage(chunk.result)
+                        tail = protocol.usage_chunk(chunk.result, chat=chat, model=model, rid=rid)
                         yield f"data: {json.dumps(tail)}\n\n"
                     break
                 chunk, is_first = await anext(stream), False
@@ -244,8 +242,7 @@ class _Server:
                                    rid=rid)
         yield f"data: {json.dumps(tail)}\n\n"
         if include_usage:
-            usage = protocol.chunk_body("", None, chat=True, model=model, rid=rid)
-            usage["choices"], usage["usage"] = [], protocol.usage(result)
+            usage = protocol.usage_chunk(result, chat=True, model=model, rid=rid)
             yield f"data: {json.dumps(usage)}\n\n"
         yield "data: [DONE]\n\n"
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autellix_engine import tool_envelope
+from autellix_engine.policy.wire import STATS_KEY
 from autellix_engine.results import CallResult
 
 _SAMPLING = {"temperature": float, "top_p": float, "seed": int, "presence_penalty": float,
@@ -237,6 +238,15 @@ def usage(result: CallResult) -> dict[str, Any]:
             "prompt_tokens_details": {"cached_tokens": u.cached_tokens}}
 
 
+def usage_chunk(result: CallResult, *, chat: bool, model: str, rid: str) -> dict[str, Any]:
+    """The final usage chunk of a stream, with the call's statistics as
+    ``kv_transfer_params`` (as a stock ``vllm serve`` with our plugin sends them)."""
+    body = chunk_body("", None, chat=chat, model=model, rid=rid)
+    body["choices"], body["usage"] = [], usage(result)
+    body["kv_transfer_params"] = {STATS_KEY: result.stats.to_dict()}
+    return body
+
+
 def tool_message(text: str) -> tuple[dict[str, Any], str | None]:
     """(assistant message, finish reason override) for a tool-mode output."""
     content, calls = tool_envelope.parse_tool_output(text)
@@ -260,7 +270,8 @@ def completion_body(result: CallResult, *, chat: bool, model: str, rid: str,
         choice["text"] = result.text
     return {"id": rid, "object": "chat.completion" if chat else "text_completion",
             "created": int(time.time()), "model": model, "choices": [choice],
-            "usage": usage(result), "program_id": result.program_id}
+            "usage": usage(result), "program_id": result.program_id,
+            "kv_transfer_params": {STATS_KEY: result.stats.to_dict()}}
 
 
 def chunk_body(text: str, finish: str | None, *, chat: bool, model: str, rid: str,

@@ -50,7 +50,7 @@ async def test_one_table_counts_a_programs_service_across_replicas(pool):
 
 async def test_killing_a_replica_lets_the_other_programs_finish(pool):
     victim = pool.replicas[1]
-    procs = victim._llm.engine_core.resources.engine_manager.processes
+    procs = victim.llm.engine_core.resources.engine_manager.processes
 
     async def program(k):
         return await pool.generate(f"job {k}", program_id=f"job-{k}", max_tokens=120, **GREEDY)

@@ -149,10 +149,10 @@ async def test_a_disconnecting_streaming_client_has_its_request_aborted(server, 
                 if seen >= 3:
                     break
     for _ in range(500):
-        if atlas._llm.get_num_unfinished_requests() == 0:
+        if atlas.replicas[0].llm.get_num_unfinished_requests() == 0:
             break
         await asyncio.sleep(0.01)
-    assert atlas._llm.get_num_unfinished_requests() == 0
+    assert atlas.replicas[0].llm.get_num_unfinished_requests() == 0
 
 
 async def test_autellix_chat_model_against_the_server(server):
