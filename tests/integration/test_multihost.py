@@ -176,6 +176,8 @@ async def _run_with_fault(eng: AutellixEngine, victim: int, fault) -> Load:
     assert eng.totals.failed_calls - failed == load.failed, "every failed call is counted"
     assert eng.totals.retried_calls - retried >= 1, "waiting calls moved to the other replica"
     assert all(not p.active_threads for p in eng.programs()), "no call left in the table"
+    print(f"{fault.__name__}: {load.completed} completed, {load.failed} failed, "  # noqa: T201
+          f"{eng.totals.retried_calls - retried} retried, replicas used {load.replicas}")
     return load
 
 
