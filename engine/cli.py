@@ -44,7 +44,13 @@ def _serve(args: argparse.Namespace) -> int:
     from autellix_engine import AutellixEngine
     from autellix_engine.server import ServerSettings, build_app
 
-    settings = ServerSettings(host=args.host, port=args.port, api_keys=tuple(args.api_key or ()))
+    # Keys also from the environment, as `vllm serve` reads VLLM_API_KEY.
+    env_keys = [os.environ[v] for v in ("AUTELLIX_API_KEY", "VLLM_API_KEY") if os.environ.get(v)]
+    settings = ServerSettings(
+        host=args.host, port=args.port, api_keys=tuple([*(args.api_key or ()), *env_keys]),
+        max_body_bytes=args.max_body_bytes, max_tokens_limit=args.max_tokens_limit,
+        max_programs_per_key=args.max_programs_per_key,
+        program_rate_per_s=args.program_rate_per_s, metrics_auth=args.metrics_auth)
 
     async def main() -> None:
         config = _engine_config(args)
@@ -127,6 +133,8 @@ AddCommands = Callable[[Any], None]
 
 def build_parser(add_commands: AddCommands | None = None) -> argparse.ArgumentParser:
     """The ``autellix`` parser: the engine's commands plus ``add_commands``'."""
+    from autellix_engine.server.settings import ServerSettings
+
     parser = argparse.ArgumentParser(prog="autellix", description=__doc__, allow_abbrev=False)
     parser.add_argument("-v", "--verbose", action="store_true", help="show vLLM's logs")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -147,7 +155,18 @@ def build_parser(add_commands: AddCommands | None = None) -> argparse.ArgumentPa
     p = sub.add_parser("serve", help="OpenAI-compatible, program-aware server (engine or pool)",
                        epilog=VLLM_FLAGS_HELP, allow_abbrev=False)
     _engine_flags(p, port=8000)
-    p.add_argument("--api-key", action="append", help="accepted bearer key (repeatable)")
+    p.add_argument("--api-key", action="append",
+                   help="accepted bearer key (repeatable; also AUTELLIX_API_KEY, VLLM_API_KEY)")
+    defaults = ServerSettings()
+    p.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes,
+                   help="larger request bodies get 413")
+    p.add_argument("--max-tokens-limit", type=int, default=defaults.max_tokens_limit,
+                   help="the most max_tokens a request may ask for")
+    p.add_argument("--max-programs-per-key", type=int, default=defaults.max_programs_per_key,
+                   help="live programs one API key may hold (429 beyond)")
+    p.add_argument("--program-rate-per-s", type=float, default=defaults.program_rate_per_s,
+                   help="programs one API key may create per second (429 beyond)")
+    p.add_argument("--metrics-auth", action="store_true", help="require a key on /metrics")
     p.add_argument("--replicas", type=int, default=None,
                    help="embedded engine replicas (default: 1, or 0 with --remote)")
     p.add_argument("--remote", action="append",

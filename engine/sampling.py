@@ -9,6 +9,7 @@ checks, before a call reaches any back end.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -62,6 +63,8 @@ class Sampling:
                 params[key] = (value,)
             elif isinstance(value, list | tuple):
                 params[key] = tuple(value)
+        for key, value in params.items():
+            _check_number(key, value)
         sampling = cls(max_tokens=max_tokens, json_schema=json_schema, **params)
         sampling.vllm_params()  # vLLM's checks (ranges, types), raised as ours
         return sampling
@@ -98,6 +101,20 @@ class Sampling:
         if self.max_tokens is None:
             out.pop("max_tokens", None)
         return out
+
+
+def _check_number(key: str, value: Any) -> None:
+    """Numbers the engine core can carry: finite floats; 64-bit seeds, 32-bit other
+    integers (vLLM checks signs and ranges, not sizes; a huge ``top_k`` fails inside
+    the engine core, after the request was accepted)."""
+    values = value if isinstance(value, list | tuple) else [value]
+    for v in values:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise InvalidRequestError(f"{key} must be a finite number, got {v!r}")
+        if isinstance(v, int) and not isinstance(v, bool):
+            bits = 63 if key == "seed" else 31
+            if not -(2**bits) <= v < 2**bits:
+                raise InvalidRequestError(f"{key} must fit in {bits + 1} bits, got {v}")
 
 
 #: Sampling keys a call accepts besides ``max_tokens`` and ``json_schema``.

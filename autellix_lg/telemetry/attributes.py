@@ -1,11 +1,7 @@
 """Span attribute names. ``gen_ai.*`` keys follow the OpenTelemetry GenAI semantic
 conventions; ``autellix.*`` and ``langgraph.*`` are this project's."""
 
-from dataclasses import fields
-
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as GenAI
-
-from autellix_engine.policy.calls import CallStats
 
 # --- GenAI semantic conventions -----------------------------------------------------
 OPERATION = GenAI.GEN_AI_OPERATION_NAME  # "chat", "invoke_workflow", "execute_tool"
@@ -23,40 +19,23 @@ WORKFLOW_NAME = "gen_ai.workflow.name"
 INPUT_MESSAGES = "gen_ai.input.messages"  # only with capture_content
 OUTPUT_MESSAGES = "gen_ai.output.messages"  # only with capture_content
 
-# --- Autellix: program scheduling -------------------------------------------------
-PROGRAM_ID = "autellix.program.id"
-THREAD_ID = "autellix.thread.id"
-CALL_ID = "autellix.call.id"
-POLICY = "autellix.policy"
-QUEUE_LEVEL = "autellix.queue.level"  # queue at completion (0 = top)
-QUEUE_START_LEVEL = "autellix.queue.start_level"  # queue on arrival
-QUEUE_WAIT_S = "autellix.queue.wait_s"  # unscheduled seconds in the engine
-PREEMPTIONS = "autellix.preemptions"
-SERVICE = "autellix.service"  # attained service of the call (policy's unit)
-PREFILL_S = "autellix.engine.prefill_s"  # engine time computing the prompt
-DECODE_S = "autellix.engine.decode_s"  # engine time decoding
-TIME_TO_FIRST_TOKEN_S = "autellix.time_to_first_token_s"
-#: Prefix of every ``CallStats`` field on a chat span (``autellix.call.<field>``).
-CALL_STATS_PREFIX = "autellix.call."
-
-
-def call_stats(stats: CallStats) -> dict[str, float | int]:
-    """A call's statistics as span attributes: the named ones above, and every
-    ``CallStats`` field (swap counters too) as ``autellix.call.<field>``, so a new
-    statistic reaches the spans without a change here."""
-    attrs: dict[str, float | int] = {
-        QUEUE_LEVEL: stats.level, QUEUE_START_LEVEL: stats.start_level,
-        QUEUE_WAIT_S: stats.queue_wait_s, PREEMPTIONS: stats.preemptions,
-        SERVICE: stats.service, PREFILL_S: stats.prefill_s, DECODE_S: stats.decode_s,
-    }
-    for f in fields(stats):
-        value = getattr(stats, f.name)
-        if f.name == "swap":
-            attrs |= {f"{CALL_STATS_PREFIX}swap.{g.name}": getattr(value, g.name)
-                      for g in fields(value)}
-        else:
-            attrs[f"{CALL_STATS_PREFIX}{f.name}"] = value
-    return attrs
+# --- Autellix: program scheduling (shared with the server's spans) -----------------
+from autellix_engine.telemetry import (  # noqa: E402, F401 - re-exported names
+    CALL_ID,
+    CALL_STATS_PREFIX,
+    DECODE_S,
+    POLICY,
+    PREEMPTIONS,
+    PREFILL_S,
+    PROGRAM_ID,
+    QUEUE_LEVEL,
+    QUEUE_START_LEVEL,
+    QUEUE_WAIT_S,
+    SERVICE,
+    THREAD_ID,
+    TIME_TO_FIRST_TOKEN_S,
+    call_stats,
+)
 
 # --- LangGraph structure ------------------------------------------------------------
 LG_NODE = "langgraph.node"

@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
+import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from autellix_engine.api import AutellixEngine
@@ -35,13 +38,16 @@ from autellix_engine.errors import (
     ProgramEndedError,
     UnknownProgramError,
 )
+from autellix_engine.server import body as body_checks
 from autellix_engine.server import metrics, protocol
 from autellix_engine.server.protocol import RequestError
 from autellix_engine.server.settings import ServerSettings
+from autellix_engine.server.spans import CallSpan
+
+logger = logging.getLogger(__name__)
 
 PROGRAM_HEADER = "x-autellix-program-id"
 THREAD_HEADER = "x-autellix-thread-id"
-TRACE_HEADERS = ("traceparent", "tracestate")
 
 
 def build_app(engine: AutellixEngine, settings: ServerSettings | None = None) -> Starlette:
@@ -56,7 +62,8 @@ def build_app(engine: AutellixEngine, settings: ServerSettings | None = None) ->
         Route("/v1/completions", server.completions, methods=["POST"]),
         Route("/v1/programs/{program_id}", server.program, methods=["GET", "PUT", "DELETE"]),
     ]
-    app = Starlette(routes=routes, exception_handlers={RequestError: _request_error})
+    app = Starlette(routes=routes, exception_handlers={RequestError: _request_error,
+                                                       Exception: _internal_error})
     app.state.server = server
     return app
 
@@ -66,15 +73,37 @@ async def _request_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(exc.body(), status_code=exc.status)
 
 
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """A bug, not the client's fault: logged with an id; the client gets the id only."""
+    error_id = uuid.uuid4().hex[:16]
+    logger.error("Internal error %s on %s %s", error_id, request.method, request.url.path,
+                 exc_info=exc)
+    body = RequestError(f"Internal server error (id {error_id})", status=500).body()
+    return JSONResponse(body, status_code=500)
+
+
+class _TokenBucket:
+    """At most ``rate`` events per second, in bursts of up to ``rate``."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate, self.tokens, self.last = rate, rate, time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.rate, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
 class _Server:
     def __init__(self, engine: AutellixEngine, settings: ServerSettings) -> None:
         self.engine, self.settings = engine, settings
-        self.counters = {"requests": 0, "errors": 0, "aborted": 0}
-        self.call_latency = metrics.Histogram(
-            "autellix_call_latency_seconds", "Latency of completed calls (submission to end).")
-        self.program_latency = metrics.Histogram(
-            "autellix_program_latency_seconds",
-            "Latency of programs ended through the program API (start to end).")
+        self.series = metrics.ServerMetrics(engine)
+        self._started = int(time.time())
+        self._program_buckets: dict[str, _TokenBucket] = {}
 
     # -- helpers --------------------------------------------------------------------------
     def _scope(self, request: Request) -> str:
@@ -83,7 +112,8 @@ class _Server:
             return "anon"
         auth = request.headers.get("authorization", "")
         key = auth[7:] if auth.lower().startswith("bearer ") else ""
-        if key not in self.settings.api_keys:
+        # Constant time: the comparison must not tell how much of a key was right.
+        if not any(hmac.compare_digest(key.encode(), k.encode()) for k in self.settings.api_keys):
             raise RequestError("Invalid or missing API key", status=401, code="invalid_api_key")
         return hashlib.sha256(key.encode()).hexdigest()[:12]
 
@@ -91,18 +121,22 @@ class _Server:
         return f"{scope}/{program_id}"
 
     async def _json(self, request: Request) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and int(length) > self.settings.max_body_bytes:
-            raise RequestError("Request body too large", status=413)
+        # JSON only: a browser page on another origin can POST text/plain to a local
+        # server without a CORS preflight; application/json needs one.
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "application/json":
+            raise RequestError("Content-Type must be application/json", status=415)
+        length = request.headers.get("content-length", "0")
+        if not length.isdigit() or int(length) > self.settings.max_body_bytes:
+            raise RequestError(f"The request body may be at most "
+                               f"{self.settings.max_body_bytes} bytes", status=413)
         body = b""
         async for part in request.stream():
             body += part
             if len(body) > self.settings.max_body_bytes:
-                raise RequestError("Request body too large", status=413)
-        try:
-            return json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise RequestError(f"Malformed JSON: {e}") from None
+                raise RequestError(f"The request body may be at most "
+                                   f"{self.settings.max_body_bytes} bytes", status=413)
+        return body_checks.load_json(body)
 
     # -- endpoints ------------------------------------------------------------------------
     async def health(self, request: Request) -> Response:
@@ -114,25 +148,28 @@ class _Server:
         self._scope(request)
         name = self.engine.model_name
         return JSONResponse({"object": "list", "data": [
-            {"id": name, "object": "model", "owned_by": "autellix"}]})
+            {"id": name, "object": "model", "created": self._started, "owned_by": "autellix",
+             "max_model_len": self.engine.max_model_len}]})
 
     async def metrics(self, request: Request) -> Response:
-        page = metrics.render(self.engine, self.counters,
-                              [self.call_latency, self.program_latency])
-        return PlainTextResponse(page, media_type="text/plain; version=0.0.4")
+        if self.settings.metrics_auth:
+            self._scope(request)
+        return Response(self.series.page(), media_type=metrics.CONTENT_TYPE)
 
     async def program(self, request: Request) -> Response:
         scope = self._scope(request)
-        external = request.path_params["program_id"]
+        external = body_checks.check_id(request.path_params["program_id"], "program_id")
         pid = self._internal_id(scope, external)
         if request.method == "PUT":
+            if pid not in self.engine.table:
+                self._admit_program(scope)
             self.engine.ensure_program(pid)
         elif request.method == "DELETE":
             try:
                 snap = self.engine.end_program(pid)
             except UnknownProgramError:
                 raise RequestError(f"No program {external!r}", status=404) from None
-            self.program_latency.observe(max(0.0, time.time() - snap.created))
+            self.series.program_latency.observe(max(0.0, time.time() - snap.created))
             return JSONResponse(_snapshot(snap, external))
         snap = self.engine.table.get(pid)
         if snap is None:
@@ -146,7 +183,7 @@ class _Server:
         return await self._complete(request, chat=False)
 
     async def _complete(self, request: Request, *, chat: bool) -> Response:
-        self.counters["requests"] += 1
+        self.series.requests.inc()
         scope = self._scope(request)
         parsed = protocol.parse_request(
             await self._json(request), chat=chat, model=self.engine.model_name,
@@ -154,34 +191,75 @@ class _Server:
         external = protocol.program_identity(request.headers, PROGRAM_HEADER, parsed)
         priority = protocol.call_priority(request.headers, parsed)
         pid = self._internal_id(scope, external) if external else None
-        if pid is not None:
-            self.engine.ensure_program(pid)
-        thread = request.headers.get(THREAD_HEADER) or parsed.thread
-        trace = {h: request.headers[h] for h in TRACE_HEADERS if h in request.headers}
-        stream = self.engine.stream(parsed.prompt, program_id=pid, thread=thread,
-                                    trace_context=trace, priority=priority, **parsed.params)
+        header_thread = request.headers.get(THREAD_HEADER)
+        thread = body_checks.check_id(header_thread, THREAD_HEADER) if header_thread else (
+            parsed.thread)
+        if pid is not None and pid not in self.engine.table:
+            self._admit_program(scope)
         rid, model = protocol.new_id(chat), self.engine.model_name
+        span = CallSpan(request.headers, f"POST {request.url.path}", external)
         try:
-            first = await anext(stream)  # validation errors surface here, before any byte
-        except (InvalidRequestError, ProgramEndedError) as e:
-            self.counters["errors"] += 1
-            raise RequestError(str(e)) from None
-        except EngineNotRunningError as e:
-            self.counters["errors"] += 1
-            raise RequestError(str(e), status=503) from None
+            first, stream = await self._start(parsed, pid, thread, span.trace_context, priority)
+        except BaseException as e:
+            span.finish(error=e)
+            raise
         if parsed.stream:
             sse = self._sse_tools if parsed.tool_mode and chat else self._sse
             events = sse(first, stream, chat=chat, model=model, rid=rid,
-                         include_usage=parsed.include_usage)
+                         include_usage=parsed.include_usage, span=span)
             return StreamingResponse(events, media_type="text/event-stream")
-        result = await self._collect(request, first, stream)
+        try:
+            result = await self._collect(request, first, stream)
+        except EngineNotRunningError as e:  # a replica failed the call after it started
+            self.series.errors.inc()
+            span.finish(error=e)
+            raise RequestError(str(e), status=503) from None
+        span.finish(result)
         if result is None:
             return Response(status_code=499)
-        self.call_latency.observe(result.latency_s)
+        self.series.call_latency.observe(result.latency_s)
         body = protocol.completion_body(result, chat=chat, model=model, rid=rid,
                                         tool_mode=parsed.tool_mode)
         body["program_id"] = external
         return JSONResponse(body)
+
+    async def _start(self, parsed: protocol.ParsedRequest, pid: str | None, thread: str,
+                     trace: dict[str, str], priority: int) -> tuple[Any, AsyncIterator]:
+        """Start the call: its first chunk (validation errors surface here, before any
+        state changed or byte was sent) and the rest of its stream."""
+        for restarted in (False, True):
+            stream = self.engine.stream(parsed.prompt, program_id=pid, thread=thread,
+                                        trace_context=trace, priority=priority,
+                                        **parsed.params)
+            try:
+                return await anext(stream), stream
+            except ProgramEndedError as e:
+                if restarted or pid is None:
+                    self.series.errors.inc()
+                    raise RequestError(str(e)) from None
+                self.engine.ensure_program(pid)  # a valid call on an ended id: start afresh
+            except InvalidRequestError as e:
+                self.series.errors.inc()
+                raise RequestError(str(e)) from None
+            except EngineNotRunningError as e:
+                self.series.errors.inc()
+                raise RequestError(str(e), status=503) from None
+        raise AssertionError("unreachable")
+
+    def _admit_program(self, scope: str) -> None:
+        """A new program of this key: within its live-program cap and creation rate."""
+        limit = self.settings.max_programs_per_key
+        prefix = f"{scope}/"
+        if sum(p.program_id.startswith(prefix) for p in self.engine.programs()) >= limit:
+            raise RequestError(f"This key has {limit} live programs, the most allowed; end "
+                               "some (DELETE /v1/programs/{id})", status=429,
+                               code="too_many_programs")
+        bucket = self._program_buckets.setdefault(scope, _TokenBucket(
+            self.settings.program_rate_per_s))
+        if not bucket.take():
+            raise RequestError("Programs are being created too fast for this key "
+                               f"(at most {self.settings.program_rate_per_s}/s)", status=429,
+                               code="rate_limited")
 
     async def _collect(self, request: Request, first, stream: AsyncIterator):
         """Drain a call; abort it if the client goes away meanwhile."""
@@ -196,13 +274,13 @@ class _Server:
             done, _ = await asyncio.wait({task}, timeout=0.5)
             if not done and await request.is_disconnected():
                 task.cancel()
-                self.counters["aborted"] += 1
+                self.series.aborted.inc()
                 await stream.aclose()
                 return None
         return task.result()
 
     async def _sse(self, first, stream: AsyncIterator, *, chat: bool, model: str, rid: str,
-                   include_usage: bool) -> AsyncIterator[str]:
+                   include_usage: bool, span: CallSpan) -> AsyncIterator[str]:
         try:
             chunk, is_first = first, True
             while True:
@@ -210,19 +288,29 @@ class _Server:
                                            model=model, rid=rid, first=is_first)
                 yield f"data: {json.dumps(body)}\n\n"
                 if chunk.result is not None:
-                    self.call_latency.observe(chunk.result.latency_s)
+                    self.series.call_latency.observe(chunk.result.latency_s)
+                    span.finish(chunk.result)
                     if include_usage:
                         tail = protocol.usage_chunk(chunk.result, chat=chat, model=model, rid=rid)
                         yield f"data: {json.dumps(tail)}\n\n"
                     break
-                chunk, is_first = await anext(stream), False
+                try:
+                    chunk, is_first = await anext(stream), False
+                except EngineNotRunningError as e:
+                    # Headers are sent: the failure goes as an error event, as vLLM does.
+                    self.series.errors.inc()
+                    span.finish(error=e)
+                    error = RequestError(str(e), status=503).body()
+                    yield f"data: {json.dumps(error)}\n\n"
+                    break
             yield "data: [DONE]\n\n"
         finally:
             await stream.aclose()  # a disconnected client lands here: the call is aborted
+            span.finish()
 
 
     async def _sse_tools(self, first, stream: AsyncIterator, *, chat: bool, model: str,
-                         rid: str, include_usage: bool) -> AsyncIterator[str]:
+                         rid: str, include_usage: bool, span: CallSpan) -> AsyncIterator[str]:
         """Tool mode: the envelope is parsed whole, so the message comes as one delta."""
         try:
             result = first.result
@@ -230,7 +318,8 @@ class _Server:
                 result = chunk.result or result
         finally:
             await stream.aclose()
-        self.call_latency.observe(result.latency_s)
+            span.finish(result)
+        self.series.call_latency.observe(result.latency_s)
         message, finish = protocol.tool_message(result.text)
         body = protocol.chunk_body("", None, chat=True, model=model, rid=rid, first=True)
         body["choices"][0]["delta"] = {k: v for k, v in message.items() if v is not None}

@@ -11,23 +11,9 @@ from typing import Any
 from autellix_engine import tool_envelope
 from autellix_engine.policy.wire import STATS_KEY
 from autellix_engine.results import CallResult
-
-_SAMPLING = {"temperature": float, "top_p": float, "seed": int, "presence_penalty": float,
-             "frequency_penalty": float}
-
-
-class RequestError(ValueError):
-    """A bad request: becomes an OpenAI-style error body with ``status``."""
-
-    def __init__(self, message: str, *, param: str | None = None, status: int = 400,
-                 code: str | None = None) -> None:
-        super().__init__(message)
-        self.param, self.status, self.code = param, status, code
-
-    def body(self) -> dict[str, Any]:
-        kind = "invalid_request_error" if self.status < 500 else "server_error"
-        return {"error": {"message": str(self), "type": kind, "param": self.param,
-                          "code": self.code}}
+from autellix_engine.sampling import SAMPLING_KEYS
+from autellix_engine.server.body import check_id, load_json
+from autellix_engine.server.errors import RequestError
 
 
 @dataclass
@@ -43,18 +29,102 @@ class ParsedRequest:
     priority: int = 0  # vLLM's ``priority`` (lower first); a strict outer key
 
 
+#: Our own body fields (vLLM's request models would log them as unknown).
+OUR_FIELDS = ("program_id", "thread_id")
+#: Fields vLLM serves that this server does not yet: a clear 400, never silently ignored.
+UNSUPPORTED = {"logprobs": "logprobs", "top_logprobs": "top_logprobs", "echo": "echo",
+               "best_of": "best_of", "suffix": "suffix", "prompt_logprobs": "prompt_logprobs"}
+
+
 def parse_request(body: Any, *, chat: bool, model: str, max_tokens_limit: int) -> ParsedRequest:
-    """Validate a ``/v1/chat/completions`` or ``/v1/completions`` body."""
+    """Validate a ``/v1/chat/completions`` or ``/v1/completions`` body completely.
+
+    First with vLLM's own request models (what ``vllm serve`` accepts, with its bounds),
+    then with this server's stricter rules (real booleans, well-formed content parts,
+    bounded ids). Raises ``RequestError`` (a 4xx) before any state changes.
+    """
     if not isinstance(body, dict):
         raise RequestError("The request body must be a JSON object")
+    _vllm_validate(body, chat)
     if body.get("model") not in (None, model):
         raise RequestError(f"The model {body.get('model')!r} does not exist; this server "
-                           f"serves {model!r}", param="model", status=400,
+                           f"serves {model!r}", param="model", status=404,
                            code="model_not_found")
+    for name in UNSUPPORTED:
+        if body.get(name) not in (None, False, 0):
+            raise RequestError(f"{name} is not supported by this server", param=name)
     if body.get("n", 1) != 1:
         raise RequestError("Only n=1 is supported", param="n")
     prompt = _messages(body) if chat else _prompt(body)
     tools, allow_text = _tools(body) if chat else ([], True)
+    params = _sampling(body, max_tokens_limit)
+    schema = _response_schema(body.get("response_format"))
+    if tools:
+        if schema is not None:
+            raise RequestError("tools and response_format cannot be combined", param="tools")
+        prompt = tool_envelope.with_tools_note(prompt, tools, allow_text)
+        schema = tool_envelope.tool_output_schema(tools, allow_text)
+    if schema is not None:
+        params["json_schema"] = schema
+    stream = _flag(body, "stream")
+    options = body.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise RequestError("stream_options must be an object", param="stream_options")
+    include_usage = _flag(options, "include_usage", param="stream_options.include_usage")
+    program_id = body.get("program_id")
+    if program_id is not None:
+        check_id(program_id, "program_id")
+    thread = check_id(body.get("thread_id", "main"), "thread_id")
+    session_id = body.get("session_id")
+    if session_id is not None:
+        check_id(session_id, "session_id")
+    if body.get("user") is not None:
+        check_id(body["user"], "user")  # accepted, as OpenAI's abuse-tracking hint
+    priority = body.get("priority", 0)
+    if isinstance(priority, bool) or not isinstance(priority, int) or not (
+            -(2**31) <= priority < 2**31):
+        raise RequestError("priority must be a 32-bit integer", param="priority")
+    return ParsedRequest(prompt, params, stream, include_usage, program_id, thread,
+                         tool_mode=bool(tools), session_id=session_id, priority=priority)
+
+
+def _vllm_validate(body: dict, chat: bool) -> None:
+    """vLLM's own request model: what ``vllm serve`` accepts, with its bounds."""
+    import pydantic
+    from vllm.exceptions import VLLMClientError
+
+    if chat:
+        from vllm.entrypoints.openai.chat_completion.protocol import (
+            ChatCompletionRequest as Model,
+        )
+    else:
+        from vllm.entrypoints.openai.completion.protocol import CompletionRequest as Model
+    fields = {k: v for k, v in body.items() if k in Model.model_fields}
+    try:
+        Model.model_validate({"model": "any", **fields})
+    except pydantic.ValidationError as e:
+        error = e.errors()[0]
+        loc = [str(p) for p in error["loc"] if not str(p).startswith("function-")]
+        # vLLM validates some fields in nested steps whose paths start below the field.
+        field = next((p for p in loc if p in Model.model_fields), None)
+        if field is None and chat:
+            field = "messages"
+        raise RequestError(f"{'.'.join(loc)}: {error['msg']}", param=field) from None
+    except (ValueError, TypeError, VLLMClientError) as e:  # raised by vLLM's validators
+        raise RequestError(str(e), param=getattr(e, "parameter", None)) from None
+
+
+def _flag(body: dict, name: str, param: str | None = None) -> bool:
+    value = body.get(name, False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise RequestError(f"{param or name} must be true or false", param=param or name)
+    return value
+
+
+def _sampling(body: dict, max_tokens_limit: int) -> dict[str, Any]:
+    """The call's sampling settings, by vLLM's names (``autellix_engine.sampling``)."""
     params: dict[str, Any] = {}
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     if max_tokens is not None:
@@ -64,52 +134,41 @@ def parse_request(body: Any, *, chat: bool, model: str, max_tokens_limit: int) -
             raise RequestError(f"max_tokens may be at most {max_tokens_limit}",
                                param="max_tokens")
         params["max_tokens"] = max_tokens
-    for name, kind in _SAMPLING.items():
-        if body.get(name) is not None:
-            value = body[name]
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise RequestError(f"{name} must be a number", param=name)
-            params[name] = kind(value)
-    for name in ("top_k", "min_tokens"):  # vLLM extensions
-        if body.get(name) is not None:
-            if isinstance(body[name], bool) or not isinstance(body[name], int):
-                raise RequestError(f"{name} must be an integer", param=name)
-            params[name] = body[name]
-    if body.get("ignore_eos") is not None:
-        if not isinstance(body["ignore_eos"], bool):
-            raise RequestError("ignore_eos must be a boolean", param="ignore_eos")
-        params["ignore_eos"] = body["ignore_eos"]
-    stop = body.get("stop")
+    for name in SAMPLING_KEYS:
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) and name not in ("ignore_eos", "include_stop_str_in_output"):
+            raise RequestError(f"{name} must be a number", param=name)
+        params[name] = value
+    stop = params.get("stop")
     if stop is not None:
         stop = [stop] if isinstance(stop, str) else stop
         if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
             raise RequestError("stop must be a string or a list of strings", param="stop")
         params["stop"] = stop
-    schema = _response_schema(body.get("response_format"))
-    if tools:
-        if schema is not None:
-            raise RequestError("tools and response_format cannot be combined", param="tools")
-        prompt = tool_envelope.with_tools_note(prompt, tools, allow_text)
-        schema = tool_envelope.tool_output_schema(tools, allow_text)
-    if schema is not None:
-        params["json_schema"] = schema
-    stream = bool(body.get("stream", False))
-    options = body.get("stream_options") or {}
-    if not isinstance(options, dict):
-        raise RequestError("stream_options must be an object", param="stream_options")
-    program_id = body.get("program_id")
-    if program_id is not None and not isinstance(program_id, str):
-        raise RequestError("program_id must be a string", param="program_id")
-    thread = body.get("thread_id", "main")
-    session_id = body.get("session_id")
-    if session_id is not None and (not isinstance(session_id, str) or not session_id):
-        raise RequestError("session_id must be a non-empty string", param="session_id")
-    priority = body.get("priority", 0)
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise RequestError("priority must be an integer", param="priority")
-    return ParsedRequest(prompt, params, stream, bool(options.get("include_usage")),
-                         program_id, str(thread), tool_mode=bool(tools),
-                         session_id=session_id, priority=priority)
+    bias = params.get("logit_bias")
+    if bias is not None:
+        params["logit_bias"] = _logit_bias(bias)
+    return params
+
+
+def _logit_bias(bias: Any) -> dict[int, float]:
+    """OpenAI's ``{"token id": bias}`` with biases in [-100, 100]."""
+    if not isinstance(bias, dict):
+        raise RequestError("logit_bias must be an object", param="logit_bias")
+    out = {}
+    for key, value in bias.items():
+        try:
+            token = int(key)
+        except ValueError:
+            raise RequestError("logit_bias keys must be token ids", param="logit_bias") from None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not (
+                -100 <= value <= 100):
+            raise RequestError("logit_bias values must be numbers in [-100, 100]",
+                               param="logit_bias")
+        out[token] = float(value)
+    return out
 
 
 #: Headers that name the program when neither ours nor a body field does, in order:
@@ -125,7 +184,7 @@ def program_identity(headers: Any, program_header: str, parsed: ParsedRequest) -
     for value in (headers.get(program_header), parsed.program_id, parsed.session_id,
                   *(headers.get(h) for h in SESSION_HEADERS)):
         if value:
-            return value
+            return check_id(value, "program id")
     return None
 
 
@@ -175,10 +234,11 @@ def _messages(body: dict) -> list[dict[str, str]]:
         elif content is None and m["role"] == "assistant":
             content = ""
         if isinstance(content, list):
-            texts = [p.get("text") for p in content if isinstance(p, dict)]
-            if any(p.get("type") != "text" for p in content if isinstance(p, dict)):
-                raise RequestError("only text content parts are supported", param="messages")
-            content = "".join(t for t in texts if isinstance(t, str))
+            if not all(isinstance(p, dict) and p.get("type") == "text"
+                       and isinstance(p.get("text"), str) for p in content):
+                raise RequestError("content parts must be {'type': 'text', 'text': '...'} "
+                                   "(only text is supported)", param="messages")
+            content = "".join(p["text"] for p in content)
         if not isinstance(content, str):
             raise RequestError("message content must be text", param="messages")
         out.append({"role": m["role"], "content": content})
@@ -195,10 +255,9 @@ def _rendered_calls(calls: Any) -> str:
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
             raise RequestError("each tool call needs a function name", param="messages")
         arguments = function.get("arguments") or "{}"
-        try:
-            arguments = json.loads(arguments) if isinstance(arguments, str) else arguments
-        except json.JSONDecodeError:
-            raise RequestError("tool call arguments must be JSON", param="messages") from None
+        if isinstance(arguments, str):
+            arguments = load_json(arguments.encode("utf-8", "surrogatepass"),
+                                  "A tool call's arguments")
         out.append(tool_envelope.render_call(function["name"], arguments))
     return "\n".join(out)
 
@@ -223,7 +282,8 @@ def _response_schema(fmt: Any) -> dict | None:
     if kind == "json_object":
         return {"type": "object"}
     if kind == "json_schema":
-        schema = (fmt.get("json_schema") or {}).get("schema")
+        spec = fmt.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
         if not isinstance(schema, dict):
             raise RequestError("response_format.json_schema.schema must be an object",
                                param="response_format")
@@ -251,8 +311,8 @@ def tool_message(text: str) -> tuple[dict[str, Any], str | None]:
     """(assistant message, finish reason override) for a tool-mode output."""
     content, calls = tool_envelope.parse_tool_output(text)
     if not calls:
-        return {"role": "assistant", "content": content}, None
-    return {"role": "assistant", "content": None, "tool_calls": [
+        return {"role": "assistant", "content": content, "refusal": None}, None
+    return {"role": "assistant", "content": None, "refusal": None, "tool_calls": [
         {"id": c["id"], "type": "function",
          "function": {"name": c["name"], "arguments": json.dumps(c["args"])}}
         for c in calls]}, "tool_calls"
@@ -260,12 +320,13 @@ def tool_message(text: str) -> tuple[dict[str, Any], str | None]:
 
 def completion_body(result: CallResult, *, chat: bool, model: str, rid: str,
                     tool_mode: bool = False) -> dict[str, Any]:
-    choice: dict[str, Any] = {"index": 0, "finish_reason": result.finish_reason}
+    choice: dict[str, Any] = {"index": 0, "finish_reason": result.finish_reason,
+                              "logprobs": None}
     if chat and tool_mode:
         choice["message"], finish = tool_message(result.text)
         choice["finish_reason"] = finish or result.finish_reason
     elif chat:
-        choice["message"] = {"role": "assistant", "content": result.text}
+        choice["message"] = {"role": "assistant", "content": result.text, "refusal": None}
     else:
         choice["text"] = result.text
     return {"id": rid, "object": "chat.completion" if chat else "text_completion",
@@ -276,7 +337,7 @@ def completion_body(result: CallResult, *, chat: bool, model: str, rid: str,
 
 def chunk_body(text: str, finish: str | None, *, chat: bool, model: str, rid: str,
                first: bool = False) -> dict[str, Any]:
-    choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
+    choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": None}
     if chat:
         choice["delta"] = ({"role": "assistant"} if first else {}) | (
             {"content": text} if text or first else {})

@@ -14,8 +14,15 @@ class ServerSettings:
         port: TCP port.
         api_keys: accepted bearer keys; empty = no authentication. Program ids are
             scoped per key, so one client cannot read, end or join another's programs.
-        max_body_bytes: larger request bodies get 413.
+        max_body_bytes: larger request bodies get 413 (1 MiB: a long agent history
+            is tens of kB).
         max_tokens_limit: the most ``max_tokens`` a request may ask for.
+        max_programs_per_key: live programs one key may hold; more get 429 (programs
+            end by ``DELETE /v1/programs/{id}`` or after the TTL).
+        program_rate_per_s: programs one key may create per second (bursts up to the
+            same number); more get 429.
+        metrics_auth: require an API key on ``/metrics`` too (Prometheus scrapers send
+            one with ``authorization``/``bearer_token``); off: open, as in ``vllm serve``.
     """
 
     host: str = "127.0.0.1"
@@ -23,3 +30,6 @@ class ServerSettings:
     api_keys: tuple[str, ...] = field(default_factory=tuple)
     max_body_bytes: int = 1 << 20
     max_tokens_limit: int = 4096
+    max_programs_per_key: int = 10_000
+    program_rate_per_s: float = 100.0
+    metrics_auth: bool = False

@@ -51,8 +51,10 @@ def test_earlier_tool_calls_are_rendered_back_as_envelopes():
     ({"tools": [{"type": "function", "function": {"name": "f", "parameters": 3}}]}, "tools"),
     ({"tools": [WEATHER], "tool_choice": "other"}, "tool_choice"),
     ({"tools": [WEATHER], "response_format": {"type": "json_object"}}, "tools"),
+    ({"messages": USER + [{"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+        "function": {"name": "f", "arguments": "{bad"}}]}]}, None),
     ({"messages": USER + [{"role": "assistant", "tool_calls": [{"function": {
-        "name": "f", "arguments": "{bad"}}]}]}, "messages"),
+        "name": "f", "arguments": "{}"}}]}]}, "messages"),  # no id: vLLM's model refuses
 ])
 def test_bad_tool_requests_are_400s(body, param):
     with pytest.raises(RequestError) as err:
@@ -69,6 +71,6 @@ def test_tool_outputs_become_openai_tool_calls():
     assert call["type"] == "function" and call["id"].startswith("call_")
     assert json.loads(call["function"]["arguments"]) == {"city": "Oslo"}
     assert protocol.tool_message('{"response": "hello"}') == (
-        {"role": "assistant", "content": "hello"}, None)
+        {"role": "assistant", "content": "hello", "refusal": None}, None)
     assert protocol.tool_message('{"name": "get_wea') == (
-        {"role": "assistant", "content": '{"name": "get_wea'}, None)  # cut by max_tokens
+        {"role": "assistant", "content": '{"name": "get_wea', "refusal": None}, None)  # cut by max_tokens
