@@ -72,5 +72,6 @@ def test_tool_outputs_become_openai_tool_calls():
     assert json.loads(call["function"]["arguments"]) == {"city": "Oslo"}
     assert protocol.tool_message('{"response": "hello"}') == (
         {"role": "assistant", "content": "hello", "refusal": None}, None)
-    assert protocol.tool_message('{"name": "get_wea') == (
-        {"role": "assistant", "content": '{"name": "get_wea', "refusal": None}, None)  # cut by max_tokens
+    cut = '{"name": "get_wea'  # cut by max_tokens
+    assert protocol.tool_message(cut) == (
+        {"role": "assistant", "content": cut, "refusal": None}, None)
