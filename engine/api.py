@@ -48,7 +48,7 @@ from autellix_engine.policy import CallStats, ProcessTable, ProgramSnapshot, cre
 from autellix_engine.policy.process_table import CallTicket
 from autellix_engine.policy.routing import NoHealthyReplicaError, RouteInfo, create_router
 from autellix_engine.policy.wire import ProgramTag
-from autellix_engine.results import CallResult, CallTotals, StreamChunk, Usage
+from autellix_engine.results import CallResult, CallTotals, StreamChunk, TokenLogprob, Usage
 from autellix_engine.sampling import DEFAULT_MAX_TOKENS, SAMPLING_KEYS, Sampling
 
 logger = logging.getLogger(__name__)
@@ -304,7 +304,7 @@ class AutellixEngine:
                 async for event in self.replicas[index].run(call):
                     if isinstance(event, Delta):
                         output.add(event)
-                        yield StreamChunk(event.text, event.token_ids)
+                        yield StreamChunk(event.text, event.token_ids, logprobs=event.logprobs)
                     else:
                         result = output.result(event, call, index, self._estimate)
                         yield StreamChunk("", (), result.finish_reason, result)
@@ -398,12 +398,14 @@ class _Output:
         self.first_token: float | None = None
         self.text: list[str] = []
         self.token_ids: list[int] = []
+        self.logprobs: list[TokenLogprob] = []
 
     def add(self, delta: Delta) -> None:
         if delta.token_ids and self.first_token is None:
             self.first_token = time.monotonic()
         self.text.append(delta.text)
         self.token_ids.extend(delta.token_ids)
+        self.logprobs.extend(delta.logprobs)
 
     def result(self, finish: Any, call: BackendCall, replica: int, estimate: Any) -> CallResult:
         cached = finish.cached_tokens
@@ -413,7 +415,7 @@ class _Output:
             "".join(self.text), tuple(self.token_ids), finish.finish_reason,
             finish.stop_reason, Usage(len(call.prompt_ids), len(self.token_ids), cached),
             stats, time.monotonic() - self.submitted, ttft, call.tag.program_id,
-            call.tag.thread_id, self.call_id, replica,
+            call.tag.thread_id, self.call_id, replica, tuple(self.logprobs),
         )
 
 

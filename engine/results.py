@@ -21,6 +21,15 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """The log probability of one generated token, and of the most likely ones there."""
+
+    token_id: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()  # (token id, logprob), most likely first
+
+
+@dataclass(frozen=True, slots=True)
 class CallResult:
     """The complete output of one call.
 
@@ -41,6 +50,7 @@ class CallResult:
     thread_id: str
     call_id: str
     replica: int = 0  # index of the replica that ran it
+    logprobs: tuple[TokenLogprob, ...] = ()  # per token, when the call asked for them
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +61,7 @@ class StreamChunk:
     token_ids: tuple[int, ...]  # new token ids since the previous chunk
     finish_reason: str | None = None
     result: CallResult | None = None  # the whole call, on the last chunk only
+    logprobs: tuple[TokenLogprob, ...] = ()  # of this chunk's tokens, when asked for
 
 
 @dataclass(slots=True)

@@ -38,6 +38,7 @@ class Sampling:
     min_tokens: int | None = None
     logit_bias: dict[int, float] | None = None
     include_stop_str_in_output: bool | None = None
+    logprobs: int | None = None  # per token: its logprob and the top-k alternatives
     json_schema: dict[str, Any] | None = None  # guided decoding (structured outputs)
 
     @classmethod

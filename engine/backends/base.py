@@ -18,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from autellix_engine.policy.calls import CallStats
 from autellix_engine.policy.wire import ProgramTag
+from autellix_engine.results import TokenLogprob
 from autellix_engine.sampling import Sampling
 
 
@@ -39,6 +40,7 @@ class Delta:
 
     text: str
     token_ids: tuple[int, ...]
+    logprobs: tuple[TokenLogprob, ...] = ()  # one per token, when the call asked for them
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,6 +21,7 @@ from autellix_engine.errors import EngineNotRunningError, InvalidRequestError, R
 from autellix_engine.models import resolve_model
 from autellix_engine.policy.calls import CallStats
 from autellix_engine.policy.wire import STATS_KEY
+from autellix_engine.results import TokenLogprob
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +97,8 @@ class EmbeddedBackend:
             async for out in gen:
                 completion = out.outputs[0]
                 if completion.text or completion.token_ids:
-                    yield Delta(completion.text, tuple(completion.token_ids))
+                    yield Delta(completion.text, tuple(completion.token_ids),
+                                _logprobs(completion, call.sampling.logprobs))
                 if out.finished:
                     data = (out.kv_transfer_params or {}).get(STATS_KEY)
                     yield Finish(completion.finish_reason or "stop", completion.stop_reason,
@@ -111,6 +114,20 @@ class EmbeddedBackend:
             raise
         finally:
             await gen.aclose()
+
+
+def _logprobs(completion: Any, top: int | None) -> tuple[TokenLogprob, ...]:
+    """vLLM's per-position ``{token id: Logprob}`` as ours (the sampled token's, and
+    the ``top`` most likely)."""
+    if top is None or not completion.logprobs:
+        return ()
+    out = []
+    for token_id, position in zip(completion.token_ids, completion.logprobs, strict=False):
+        ranked = sorted(((t, lp.logprob) for t, lp in position.items()), key=lambda x: -x[1])
+        sampled = position.get(token_id)
+        out.append(TokenLogprob(token_id, sampled.logprob if sampled else -math.inf,
+                                tuple(ranked[:top])))
+    return tuple(out)
 
 
 def _noop(*args: Any, **kwargs: Any) -> None:

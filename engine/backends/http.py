@@ -34,6 +34,7 @@ from autellix_engine.errors import EngineNotRunningError, InvalidRequestError, R
 from autellix_engine.models import resolve_model
 from autellix_engine.policy.calls import CallStats
 from autellix_engine.policy.wire import STATS_KEY
+from autellix_engine.results import TokenLogprob
 
 #: Seconds a health probe may take; a link that is cut answers never.
 HEALTH_TIMEOUT_S = 5.0
@@ -121,6 +122,8 @@ class HttpBackend:
         body = call.sampling.request_fields()
         body.update(return_token_ids=True, priority=call.priority,
                     vllm_xargs=call.tag.to_extra_args())
+        if call.sampling.logprobs is not None:
+            body["return_tokens_as_token_ids"] = True  # "token_id:<id>": ids, not text
         headers = {k: v for k, v in call.trace_context.items()
                    if k in ("traceparent", "tracestate")}
         headers["X-Request-Id"] = call.request_id
@@ -152,7 +155,7 @@ class HttpBackend:
             for choice in chunk.choices:
                 ids = tuple((choice.model_extra or {}).get("token_ids") or ())
                 if choice.text or ids:
-                    yield Delta(choice.text or "", ids)
+                    yield Delta(choice.text or "", ids, _logprobs(choice.logprobs, ids))
                 finish = choice.finish_reason or finish
                 stop_reason = (choice.model_extra or {}).get("stop_reason", stop_reason)
             if chunk.usage is not None:
@@ -187,6 +190,23 @@ class HttpBackend:
             message = e.message if isinstance(e, openai.APIError) else str(e)
             return InvalidRequestError(f"Remote replica refused the call: {message}")
         return ReplicaError(f"Remote replica {self.name} failed: {e!r}")
+
+
+def _logprobs(logprobs: Any, ids: tuple[int, ...]) -> tuple[TokenLogprob, ...]:
+    """vLLM's completion logprobs (tokens as ``token_id:<id>``) as ours."""
+    if logprobs is None or not logprobs.token_logprobs:
+        return ()
+    tops = logprobs.top_logprobs or [None] * len(ids)
+    out = []
+    for token_id, logprob, top in zip(ids, logprobs.token_logprobs, tops, strict=False):
+        ranked = sorted(((_token_id(t), lp) for t, lp in (top or {}).items()),
+                        key=lambda x: -x[1])
+        out.append(TokenLogprob(token_id, logprob, tuple(ranked)))
+    return tuple(out)
+
+
+def _token_id(token: str) -> int:
+    return int(token.removeprefix("token_id:"))
 
 
 def _cached_tokens(usage: Any) -> int:

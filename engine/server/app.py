@@ -106,6 +106,10 @@ class _Server:
         self._program_buckets: dict[str, _TokenBucket] = {}
 
     # -- helpers --------------------------------------------------------------------------
+    def _decode(self, token_id: int) -> str:
+        """A token's text (OpenAI's logprobs name tokens by text)."""
+        return self.engine.tokenizer.decode([token_id])
+
     def _scope(self, request: Request) -> str:
         """A short id of the caller's key ("anon" without keys); raises 401."""
         if not self.settings.api_keys:
@@ -219,7 +223,7 @@ class _Server:
             return Response(status_code=499)
         self.series.call_latency.observe(result.latency_s)
         body = protocol.completion_body(result, chat=chat, model=model, rid=rid,
-                                        tool_mode=parsed.tool_mode)
+                                        tool_mode=parsed.tool_mode, decode=self._decode)
         body["program_id"] = external
         return JSONResponse(body)
 
@@ -282,10 +286,14 @@ class _Server:
     async def _sse(self, first, stream: AsyncIterator, *, chat: bool, model: str, rid: str,
                    include_usage: bool, span: CallSpan) -> AsyncIterator[str]:
         try:
-            chunk, is_first = first, True
+            chunk, is_first, offset = first, True, 0
             while True:
+                logprobs = protocol.logprobs_body(chunk.logprobs, chat=chat,
+                                                  decode=self._decode, offset=offset)
+                offset += len(chunk.text)
                 body = protocol.chunk_body(chunk.text, chunk.finish_reason, chat=chat,
-                                           model=model, rid=rid, first=is_first)
+                                           model=model, rid=rid, first=is_first,
+                                           logprobs=logprobs)
                 yield f"data: {json.dumps(body)}\n\n"
                 if chunk.result is not None:
                     self.series.call_latency.observe(chunk.result.latency_s)

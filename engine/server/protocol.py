@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from autellix_engine import tool_envelope
 from autellix_engine.policy.wire import STATS_KEY
-from autellix_engine.results import CallResult
+from autellix_engine.results import CallResult, TokenLogprob
 from autellix_engine.sampling import SAMPLING_KEYS
 from autellix_engine.server.body import check_id, load_json
 from autellix_engine.server.errors import RequestError
@@ -32,8 +33,9 @@ class ParsedRequest:
 #: Our own body fields (vLLM's request models would log them as unknown).
 OUR_FIELDS = ("program_id", "thread_id")
 #: Fields vLLM serves that this server does not yet: a clear 400, never silently ignored.
-UNSUPPORTED = {"logprobs": "logprobs", "top_logprobs": "top_logprobs", "echo": "echo",
-               "best_of": "best_of", "suffix": "suffix", "prompt_logprobs": "prompt_logprobs"}
+UNSUPPORTED = ("echo", "best_of", "suffix", "prompt_logprobs")
+#: The most alternatives per token a request may ask for (vLLM's ``max_logprobs``).
+MAX_LOGPROBS = 20
 
 
 def parse_request(body: Any, *, chat: bool, model: str, max_tokens_limit: int) -> ParsedRequest:
@@ -58,6 +60,9 @@ def parse_request(body: Any, *, chat: bool, model: str, max_tokens_limit: int) -
     prompt = _messages(body) if chat else _prompt(body)
     tools, allow_text = _tools(body) if chat else ([], True)
     params = _sampling(body, max_tokens_limit)
+    logprobs = _logprobs(body, chat)
+    if logprobs is not None:
+        params["logprobs"] = logprobs
     schema = _response_schema(body.get("response_format"))
     if tools:
         if schema is not None:
@@ -136,7 +141,7 @@ def _sampling(body: dict, max_tokens_limit: int) -> dict[str, Any]:
         params["max_tokens"] = max_tokens
     for name in SAMPLING_KEYS:
         value = body.get(name)
-        if value is None:
+        if value is None or name == "logprobs":  # OpenAI's shape differs: _logprobs
             continue
         if isinstance(value, bool) and name not in ("ignore_eos", "include_stop_str_in_output"):
             raise RequestError(f"{name} must be a number", param=name)
@@ -151,6 +156,49 @@ def _sampling(body: dict, max_tokens_limit: int) -> dict[str, Any]:
     if bias is not None:
         params["logit_bias"] = _logit_bias(bias)
     return params
+
+
+def _logprobs(body: dict, chat: bool) -> int | None:
+    """Alternatives per token to return (None: no logprobs). Chat: ``logprobs: true``
+    with ``top_logprobs: k``; completions: ``logprobs: k``."""
+    if chat:
+        wanted, top = _flag(body, "logprobs"), body.get("top_logprobs")
+        if top is not None and not wanted:
+            raise RequestError("top_logprobs needs logprobs: true", param="top_logprobs")
+        if not wanted:
+            return None
+        name, k = "top_logprobs", 0 if top is None else top
+    else:
+        name, k = "logprobs", body.get("logprobs")
+        if k is None:
+            return None
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= MAX_LOGPROBS:
+        raise RequestError(f"{name} must be an integer in [0, {MAX_LOGPROBS}]", param=name)
+    return k
+
+
+def logprobs_body(logprobs: tuple[TokenLogprob, ...], *, chat: bool,
+                  decode: Callable[[int], str], offset: int = 0) -> dict[str, Any] | None:
+    """OpenAI's ``logprobs`` of a choice (chat: per-token objects; completions: the
+    legacy parallel lists, ``text_offset`` from ``offset``)."""
+    if not logprobs:
+        return None
+    if chat:
+        def entry(token_id: int, logprob: float) -> dict[str, Any]:
+            text = decode(token_id)
+            return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
+
+        return {"content": [{**entry(lp.token_id, lp.logprob),
+                             "top_logprobs": [entry(t, v) for t, v in lp.top]}
+                            for lp in logprobs], "refusal": None}
+    tokens = [decode(lp.token_id) for lp in logprobs]
+    offsets = []
+    for token in tokens:
+        offsets.append(offset)
+        offset += len(token)
+    return {"tokens": tokens, "token_logprobs": [lp.logprob for lp in logprobs],
+            "top_logprobs": [{decode(t): v for t, v in lp.top} for lp in logprobs],
+            "text_offset": offsets}
 
 
 def _logit_bias(bias: Any) -> dict[int, float]:
@@ -319,9 +367,11 @@ def tool_message(text: str) -> tuple[dict[str, Any], str | None]:
 
 
 def completion_body(result: CallResult, *, chat: bool, model: str, rid: str,
-                    tool_mode: bool = False) -> dict[str, Any]:
+                    tool_mode: bool = False,
+                    decode: Callable[[int], str] = str) -> dict[str, Any]:
     choice: dict[str, Any] = {"index": 0, "finish_reason": result.finish_reason,
-                              "logprobs": None}
+                              "logprobs": logprobs_body(result.logprobs, chat=chat,
+                                                        decode=decode)}
     if chat and tool_mode:
         choice["message"], finish = tool_message(result.text)
         choice["finish_reason"] = finish or result.finish_reason
@@ -336,8 +386,8 @@ def completion_body(result: CallResult, *, chat: bool, model: str, rid: str,
 
 
 def chunk_body(text: str, finish: str | None, *, chat: bool, model: str, rid: str,
-               first: bool = False) -> dict[str, Any]:
-    choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": None}
+               first: bool = False, logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
+    choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": logprobs}
     if chat:
         choice["delta"] = ({"role": "assistant"} if first else {}) | (
             {"content": text} if text or first else {})

@@ -114,8 +114,11 @@ async def test_a_bad_request_fails_alone_and_the_replica_stays(remote_server):
         with pytest.raises(InvalidRequestError, match="vocab|logit"):
             await remote.generate("hi", max_tokens=2, logit_bias={10**7: 1.0})
         assert remote.router.healthy == [True] and remote.totals.retried_calls == 0
-        out = await remote.generate("hi", max_tokens=2, **GREEDY)
+        out = await remote.generate("hi", max_tokens=2, logprobs=1, **GREEDY)
         assert out.usage.completion_tokens == 2
+        # Logprobs come back from vLLM's server with token ids, as from an embedded engine.
+        assert [lp.token_id for lp in out.logprobs] == list(out.token_ids)
+        assert all(lp.top[0][0] == lp.token_id for lp in out.logprobs)  # greedy
 
 
 async def test_mixed_pool_spreads_calls_and_survives_the_remote_dying(remote_server):

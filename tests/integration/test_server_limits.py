@@ -43,7 +43,7 @@ async def test_responses_parse_as_the_official_openai_types_in_strict_mode(atlas
     ({"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}, 400),
     ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, 400),
     ({"response_format": {"type": "json_schema", "json_schema": "x"}}, 400),
-    ({"logprobs": True}, 400),
+    ({"logprobs": True, "top_logprobs": 99}, 400),
     ({"n": 2}, 400),
     ({"seed": 2**64}, 400),
     ({"top_k": 10**12}, 400),
@@ -135,3 +135,33 @@ async def test_the_openai_client_sees_4xx_as_its_own_errors(atlas):
         with pytest.raises(openai.BadRequestError):
             await client.chat.completions.create(model="tiny", messages=CHAT["messages"],
                                                  max_tokens=2, n=3)
+
+
+async def test_logprobs_from_the_engine_and_in_openai_shape(atlas):
+    out = await atlas.generate("hi", max_tokens=3, logprobs=2, temperature=0.0)
+    assert [lp.token_id for lp in out.logprobs] == list(out.token_ids)
+    for lp in out.logprobs:  # greedy: the sampled token is the most likely one
+        assert len(lp.top) == 2 and lp.top[0][0] == lp.token_id and lp.logprob <= 0
+    async with _client(atlas) as http:
+        chat = (await http.post("/v1/chat/completions", json={
+            **CHAT, "max_tokens": 3, "logprobs": True, "top_logprobs": 2})).json()
+        ChatCompletion.model_validate(chat, strict=True)
+        content = chat["choices"][0]["logprobs"]["content"]
+        assert len(content) == 3 and all(len(c["top_logprobs"]) == 2 for c in content)
+        text = (await http.post("/v1/completions", json={
+            "prompt": "hi", "max_tokens": 3, "logprobs": 1})).json()
+        Completion.model_validate(text, strict=True)
+        logprobs = text["choices"][0]["logprobs"]
+        assert len(logprobs["tokens"]) == 3 and "".join(logprobs["tokens"]) == \
+            text["choices"][0]["text"]
+        r = await http.post("/v1/chat/completions", json={
+            **CHAT, "max_tokens": 3, "logprobs": True, "stream": True})
+        import json
+
+        chunks = [json.loads(line[6:]) for line in r.text.splitlines()
+                  if line.startswith("data: {")]
+        streamed = [c for chunk in chunks for choice in chunk["choices"]
+                    for c in (choice.get("logprobs") or {}).get("content") or []]
+        assert len(streamed) == 3
+        bad = await http.post("/v1/chat/completions", json={**CHAT, "top_logprobs": 2})
+        assert bad.status_code == 400
