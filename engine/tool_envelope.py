@@ -5,7 +5,9 @@ message and the engine's guided decoding constrains the output to a JSON envelop
 
 * a tool call: ``{"name": "<tool>", "arguments": {...}}`` (arguments follow the tool's
   JSON schema);
-* with ``tool_choice="auto"``, a plain answer is also allowed: ``{"response": "..."}``.
+* with ``tool_choice="auto"``, a plain answer is also allowed: ``{"response": "..."}``;
+* with parallel calls allowed (the server's ``parallel_tool_calls``, on by default as in
+  OpenAI), several calls at once: a JSON list of call objects.
 
 Tools are OpenAI-format dicts: ``{"type": "function", "function": {"name", ...}}``.
 """
@@ -25,13 +27,17 @@ TOOLS_PROMPT = (
     'To call a tool, answer with JSON: {{"name": <tool name>, "arguments": {{...}}}}.'
 )
 AUTO_SUFFIX = ' To answer directly instead, reply with JSON: {"response": <your answer>}.'
+PARALLEL_SUFFIX = " To call several tools at once, answer with a JSON list of such calls."
+#: The most calls one parallel answer may hold.
+MAX_PARALLEL_CALLS = 8
 
 
-def with_tools_note(messages: list[dict[str, str]], tools: list[dict], allow_text: bool
-                    ) -> list[dict[str, str]]:
+def with_tools_note(messages: list[dict[str, str]], tools: list[dict], allow_text: bool,
+                    parallel: bool = False) -> list[dict[str, str]]:
     """``messages`` with the tools described in the (first) system message."""
     specs = [t["function"] for t in tools]
     note = TOOLS_PROMPT.format(tools=json.dumps(specs, separators=(",", ":")))
+    note += PARALLEL_SUFFIX if parallel else ""
     return merge_system(messages, note + (AUTO_SUFFIX if allow_text else ""))
 
 
@@ -49,6 +55,12 @@ def render_call(name: str, arguments: Any) -> str:
 
 def tool_names(tools: list[dict]) -> list[str]:
     return [t["function"]["name"] for t in tools]
+
+
+def names_a_function(tool_choice: Any) -> bool:
+    """Whether ``tool_choice`` forces one named function."""
+    return isinstance(tool_choice, dict) or (
+        isinstance(tool_choice, str) and tool_choice not in ("auto", "none", *MUST_CALL))
 
 
 def selected_tools(tools: list[dict], tool_choice: Any) -> tuple[list[dict], bool]:
@@ -69,9 +81,9 @@ def selected_tools(tools: list[dict], tool_choice: Any) -> tuple[list[dict], boo
     return chosen, False
 
 
-def tool_output_schema(tools: list[dict], allow_text: bool) -> dict:
+def tool_output_schema(tools: list[dict], allow_text: bool, parallel: bool = False) -> dict:
     """JSON schema of the output envelope for guided decoding."""
-    options = [
+    calls = [
         {
             "type": "object",
             "properties": {
@@ -83,6 +95,11 @@ def tool_output_schema(tools: list[dict], allow_text: bool) -> dict:
         }
         for t in tools
     ]
+    options = list(calls)
+    if parallel:
+        call = calls[0] if len(calls) == 1 else {"anyOf": calls}
+        options.append({"type": "array", "items": call, "minItems": 1,
+                        "maxItems": MAX_PARALLEL_CALLS})
     if allow_text:
         options.append(
             {
@@ -114,11 +131,16 @@ def parse_tool_output(text: str) -> tuple[str, list[dict]]:
         return _truncated_response(text), []
     if isinstance(data, dict) and set(data) == {"response"}:
         return str(data["response"]), []
-    if isinstance(data, dict) and "name" in data and isinstance(data.get("arguments"), dict):
-        call = {"name": str(data["name"]), "args": data["arguments"],
-                "id": f"call_{uuid.uuid4().hex[:24]}", "type": "tool_call"}
-        return "", [call]
+    items = data if isinstance(data, list) and data else [data]
+    if all(_is_call(item) for item in items):
+        return "", [{"name": str(item["name"]), "args": item["arguments"],
+                     "id": f"call_{uuid.uuid4().hex[:24]}", "type": "tool_call"}
+                    for item in items]
     return text, []
+
+
+def _is_call(item: Any) -> bool:
+    return isinstance(item, dict) and "name" in item and isinstance(item.get("arguments"), dict)
 
 
 _RESPONSE_PREFIX = re.compile(r'^\s*\{\s*"response"\s*:\s*"')

@@ -82,6 +82,16 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=500)
 
 
+async def _close_all(starts: list[tuple[Any, AsyncIterator]], own_program: str | None,
+                     engine: AutellixEngine) -> None:
+    """Close the choices' streams (aborting unfinished calls) and end the request's own
+    program."""
+    for _, stream in starts:
+        await stream.aclose()
+    if own_program is not None and own_program in engine.table:
+        engine.end_program(own_program)
+
+
 class _TokenBucket:
     """At most ``rate`` events per second, in bursts of up to ``rate``."""
 
@@ -202,6 +212,9 @@ class _Server:
             self._admit_program(scope)
         rid, model = protocol.new_id(chat), self.engine.model_name
         span = CallSpan(request.headers, f"POST {request.url.path}", external)
+        if parsed.n > 1:
+            return await self._complete_many(request, parsed, pid, thread, priority, span,
+                                              chat=chat, rid=rid, external=external)
         try:
             first, stream = await self._start(parsed, pid, thread, span.trace_context, priority)
         except BaseException as e:
@@ -226,6 +239,100 @@ class _Server:
                                         tool_mode=parsed.tool_mode, decode=self._decode)
         body["program_id"] = external
         return JSONResponse(body)
+
+    async def _complete_many(self, request: Request, parsed: protocol.ParsedRequest,
+                             pid: str | None, thread: str, priority: int, span: CallSpan, *,
+                             chat: bool, rid: str, external: str | None) -> Response:
+        """``n`` choices: ``n`` calls in parallel, threads ``<thread>/<i>`` of one program
+        (the request's own, ended with it, when it names none)."""
+        own = pid is None
+        pid = pid or f"n/{rid}"
+        starts: list[tuple[Any, AsyncIterator]] = []
+        try:
+            for i in range(parsed.n):  # the first start validates; none runs before it
+                starts.append(await self._start(parsed, pid, f"{thread}/{i}",
+                                                span.trace_context, priority))
+        except BaseException as e:
+            await _close_all(starts, pid if own else None, self.engine)
+            span.finish(error=e)
+            raise
+        model = self.engine.model_name
+        if parsed.stream:
+            events = self._sse_many(starts, chat=chat, model=model, rid=rid,
+                                    include_usage=parsed.include_usage, span=span,
+                                    own_program=pid if own else None)
+            return StreamingResponse(events, media_type="text/event-stream")
+        try:
+            results = await asyncio.gather(*(self._collect(request, first, stream)
+                                             for first, stream in starts))
+        except EngineNotRunningError as e:
+            self.series.errors.inc()
+            span.finish(error=e)
+            raise RequestError(str(e), status=503) from None
+        finally:
+            await _close_all(starts, pid if own else None, self.engine)
+        if any(r is None for r in results):
+            return Response(status_code=499)
+        span.finish(results[0])
+        for result in results:
+            self.series.call_latency.observe(result.latency_s)
+        body = protocol.completion_body(list(results), chat=chat, model=model, rid=rid,
+                                        tool_mode=parsed.tool_mode, decode=self._decode)
+        body["program_id"] = external
+        return JSONResponse(body)
+
+    async def _sse_many(self, starts: list[tuple[Any, AsyncIterator]], *, chat: bool,
+                        model: str, rid: str, include_usage: bool, span: CallSpan,
+                        own_program: str | None) -> AsyncIterator[str]:
+        """The choices' chunks as they come, each with its ``index``."""
+        inbox: asyncio.Queue = asyncio.Queue()
+
+        async def pump(index: int, chunk: Any, stream: AsyncIterator) -> None:
+            try:
+                while True:
+                    await inbox.put((index, chunk))
+                    if chunk.result is not None:
+                        return
+                    chunk = await anext(stream)
+            except Exception as e:  # noqa: BLE001 - reported as an error event
+                await inbox.put((index, e))
+
+        tasks = [asyncio.create_task(pump(i, first, stream))
+                 for i, (first, stream) in enumerate(starts)]
+        results: dict[int, Any] = {}
+        offsets = [0] * len(starts)
+        try:
+            while len(results) < len(starts):
+                index, item = await inbox.get()
+                if isinstance(item, Exception):
+                    self.series.errors.inc()
+                    span.finish(error=item)
+                    status = 503 if isinstance(item, EngineNotRunningError) else 500
+                    yield f"data: {json.dumps(RequestError(str(item), status=status).body())}\n\n"
+                    break
+                logprobs = protocol.logprobs_body(item.logprobs, chat=chat, decode=self._decode,
+                                                  offset=offsets[index])
+                offsets[index] += len(item.text)
+                body = protocol.chunk_body(item.text, item.finish_reason, chat=chat,
+                                           model=model, rid=rid, index=index,
+                                           logprobs=logprobs)
+                yield f"data: {json.dumps(body)}\n\n"
+                if item.result is not None:
+                    results[index] = item.result
+                    self.series.call_latency.observe(item.result.latency_s)
+            else:
+                ordered = [results[i] for i in range(len(starts))]
+                span.finish(ordered[0])
+                if include_usage:
+                    tail = protocol.usage_chunk(ordered[0], chat=chat, model=model, rid=rid,
+                                                more=tuple(ordered[1:]))
+                    yield f"data: {json.dumps(tail)}\n\n"
+            yield "data: [DONE]\n\n"
+        finally:
+            for task in tasks:
+                task.cancel()
+            await _close_all(starts, own_program, self.engine)
+            span.finish()
 
     async def _start(self, parsed: protocol.ParsedRequest, pid: str | None, thread: str,
                      trace: dict[str, str], priority: int) -> tuple[Any, AsyncIterator]:

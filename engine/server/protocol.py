@@ -28,8 +28,11 @@ class ParsedRequest:
     tool_mode: bool = False  # the output is a tool-call envelope (OpenAI ``tools``)
     session_id: str | None = None  # vLLM's session identity (body ``session_id``)
     priority: int = 0  # vLLM's ``priority`` (lower first); a strict outer key
+    n: int = 1  # choices: parallel threads of the call's program
 
 
+#: The most choices one request may ask for (``n``).
+MAX_CHOICES = 16
 #: Our own body fields (vLLM's request models would log them as unknown).
 OUR_FIELDS = ("program_id", "thread_id")
 #: Fields vLLM serves that this server does not yet: a clear 400, never silently ignored.
@@ -55,8 +58,9 @@ def parse_request(body: Any, *, chat: bool, model: str, max_tokens_limit: int) -
     for name in UNSUPPORTED:
         if body.get(name) not in (None, False, 0):
             raise RequestError(f"{name} is not supported by this server", param=name)
-    if body.get("n", 1) != 1:
-        raise RequestError("Only n=1 is supported", param="n")
+    n = 1 if body.get("n") is None else body["n"]
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CHOICES:
+        raise RequestError(f"n must be an integer in [1, {MAX_CHOICES}]", param="n")
     prompt = _messages(body) if chat else _prompt(body)
     tools, allow_text = _tools(body) if chat else ([], True)
     params = _sampling(body, max_tokens_limit)
@@ -67,8 +71,11 @@ def parse_request(body: Any, *, chat: bool, model: str, max_tokens_limit: int) -
     if tools:
         if schema is not None:
             raise RequestError("tools and response_format cannot be combined", param="tools")
-        prompt = tool_envelope.with_tools_note(prompt, tools, allow_text)
-        schema = tool_envelope.tool_output_schema(tools, allow_text)
+        # On by default, as in OpenAI; a named function is called once.
+        parallel = _flag(body, "parallel_tool_calls", default=True) and not (
+            tool_envelope.names_a_function(body.get("tool_choice")))
+        prompt = tool_envelope.with_tools_note(prompt, tools, allow_text, parallel)
+        schema = tool_envelope.tool_output_schema(tools, allow_text, parallel)
     if schema is not None:
         params["json_schema"] = schema
     stream = _flag(body, "stream")
@@ -89,8 +96,11 @@ def parse_request(body: Any, *, chat: bool, model: str, max_tokens_limit: int) -
     if isinstance(priority, bool) or not isinstance(priority, int) or not (
             -(2**31) <= priority < 2**31):
         raise RequestError("priority must be a 32-bit integer", param="priority")
+    if n > 1 and stream and tools:
+        raise RequestError("n > 1 with tools cannot stream (a tool answer is sent whole)",
+                           param="n")
     return ParsedRequest(prompt, params, stream, include_usage, program_id, thread,
-                         tool_mode=bool(tools), session_id=session_id, priority=priority)
+                         tool_mode=bool(tools), session_id=session_id, priority=priority, n=n)
 
 
 def _vllm_validate(body: dict, chat: bool) -> None:
@@ -119,10 +129,10 @@ def _vllm_validate(body: dict, chat: bool) -> None:
         raise RequestError(str(e), param=getattr(e, "parameter", None)) from None
 
 
-def _flag(body: dict, name: str, param: str | None = None) -> bool:
-    value = body.get(name, False)
+def _flag(body: dict, name: str, param: str | None = None, default: bool = False) -> bool:
+    value = body.get(name)
     if value is None:
-        return False
+        return default
     if not isinstance(value, bool):
         raise RequestError(f"{param or name} must be true or false", param=param or name)
     return value
@@ -339,18 +349,22 @@ def _response_schema(fmt: Any) -> dict | None:
     raise RequestError(f"Unknown response_format type {kind!r}", param="response_format")
 
 
-def usage(result: CallResult) -> dict[str, Any]:
+def usage(result: CallResult, more: tuple[CallResult, ...] = ()) -> dict[str, Any]:
+    """OpenAI's usage: the prompt once, the completions of every choice."""
     u = result.usage
-    return {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-            "total_tokens": u.total_tokens,
+    completion = u.completion_tokens + sum(r.usage.completion_tokens for r in more)
+    return {"prompt_tokens": u.prompt_tokens, "completion_tokens": completion,
+            "total_tokens": u.prompt_tokens + completion,
             "prompt_tokens_details": {"cached_tokens": u.cached_tokens}}
 
 
-def usage_chunk(result: CallResult, *, chat: bool, model: str, rid: str) -> dict[str, Any]:
+def usage_chunk(result: CallResult, *, chat: bool, model: str, rid: str,
+                more: tuple[CallResult, ...] = ()) -> dict[str, Any]:
     """The final usage chunk of a stream, with the call's statistics as
-    ``kv_transfer_params`` (as a stock ``vllm serve`` with our plugin sends them)."""
+    ``kv_transfer_params`` (as a stock ``vllm serve`` with our plugin sends them);
+    ``more``: the other choices' calls (their completion tokens count too)."""
     body = chunk_body("", None, chat=chat, model=model, rid=rid)
-    body["choices"], body["usage"] = [], usage(result)
+    body["choices"], body["usage"] = [], usage(result, more)
     body["kv_transfer_params"] = {STATS_KEY: result.stats.to_dict()}
     return body
 
@@ -366,10 +380,22 @@ def tool_message(text: str) -> tuple[dict[str, Any], str | None]:
         for c in calls]}, "tool_calls"
 
 
-def completion_body(result: CallResult, *, chat: bool, model: str, rid: str,
-                    tool_mode: bool = False,
+def completion_body(results: CallResult | list[CallResult], *, chat: bool, model: str,
+                    rid: str, tool_mode: bool = False,
                     decode: Callable[[int], str] = str) -> dict[str, Any]:
-    choice: dict[str, Any] = {"index": 0, "finish_reason": result.finish_reason,
+    """A non-streamed response; several results are the choices of ``n``."""
+    results = results if isinstance(results, list) else [results]
+    first = results[0]
+    return {"id": rid, "object": "chat.completion" if chat else "text_completion",
+            "created": int(time.time()), "model": model,
+            "choices": [_choice(r, i, chat, tool_mode, decode) for i, r in enumerate(results)],
+            "usage": usage(first, tuple(results[1:])), "program_id": first.program_id,
+            "kv_transfer_params": {STATS_KEY: first.stats.to_dict()}}
+
+
+def _choice(result: CallResult, index: int, chat: bool, tool_mode: bool,
+            decode: Callable[[int], str]) -> dict[str, Any]:
+    choice: dict[str, Any] = {"index": index, "finish_reason": result.finish_reason,
                               "logprobs": logprobs_body(result.logprobs, chat=chat,
                                                         decode=decode)}
     if chat and tool_mode:
@@ -379,15 +405,13 @@ def completion_body(result: CallResult, *, chat: bool, model: str, rid: str,
         choice["message"] = {"role": "assistant", "content": result.text, "refusal": None}
     else:
         choice["text"] = result.text
-    return {"id": rid, "object": "chat.completion" if chat else "text_completion",
-            "created": int(time.time()), "model": model, "choices": [choice],
-            "usage": usage(result), "program_id": result.program_id,
-            "kv_transfer_params": {STATS_KEY: result.stats.to_dict()}}
+    return choice
 
 
 def chunk_body(text: str, finish: str | None, *, chat: bool, model: str, rid: str,
-               first: bool = False, logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
-    choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": logprobs}
+               first: bool = False, logprobs: dict[str, Any] | None = None,
+               index: int = 0) -> dict[str, Any]:
+    choice: dict[str, Any] = {"index": index, "finish_reason": finish, "logprobs": logprobs}
     if chat:
         choice["delta"] = ({"role": "assistant"} if first else {}) | (
             {"content": text} if text or first else {})

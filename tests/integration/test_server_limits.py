@@ -44,7 +44,7 @@ async def test_responses_parse_as_the_official_openai_types_in_strict_mode(atlas
     ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, 400),
     ({"response_format": {"type": "json_schema", "json_schema": "x"}}, 400),
     ({"logprobs": True, "top_logprobs": 99}, 400),
-    ({"n": 2}, 400),
+    ({"n": 99}, 400),
     ({"seed": 2**64}, 400),
     ({"top_k": 10**12}, 400),
     ({"program_id": "p" * 300}, 400),
@@ -134,7 +134,7 @@ async def test_the_openai_client_sees_4xx_as_its_own_errors(atlas):
                                     max_retries=0)
         with pytest.raises(openai.BadRequestError):
             await client.chat.completions.create(model="tiny", messages=CHAT["messages"],
-                                                 max_tokens=2, n=3)
+                                                 max_tokens=2, n=99)
 
 
 async def test_logprobs_from_the_engine_and_in_openai_shape(atlas):
@@ -165,3 +165,33 @@ async def test_logprobs_from_the_engine_and_in_openai_shape(atlas):
         assert len(streamed) == 3
         bad = await http.post("/v1/chat/completions", json={**CHAT, "top_logprobs": 2})
         assert bad.status_code == 400
+
+
+async def test_n_choices_run_as_parallel_threads_of_one_program(atlas):
+    async with _client(atlas) as http:
+        r = await http.post("/v1/chat/completions", json={**CHAT, "n": 3, "max_tokens": 2},
+                            headers={"x-autellix-program-id": "three"})
+        body = r.json()
+        ChatCompletion.model_validate(body, strict=True)
+        assert [c["index"] for c in body["choices"]] == [0, 1, 2]
+        assert body["usage"]["completion_tokens"] == 6
+        snap = atlas.table.get("anon/three")
+        assert snap.num_calls == 3 and not snap.active_threads
+        await http.delete("/v1/programs/three")
+        r = await http.post("/v1/completions", json={"prompt": "hi", "max_tokens": 2, "n": 2,
+                                                     "stream": True,
+                                                     "stream_options": {"include_usage": True}})
+        import json
+
+        chunks = [json.loads(line[6:]) for line in r.text.splitlines()
+                  if line.startswith("data: {")]
+        finished = {c["index"] for chunk in chunks for c in chunk["choices"]
+                    if c["finish_reason"]}
+        assert finished == {0, 1} and r.text.rstrip().endswith("data: [DONE]")
+        assert chunks[-1]["usage"]["completion_tokens"] == 4
+        for chunk in chunks:  # openai types a completion chunk as a Completion, whose
+            if all(c["finish_reason"] for c in chunk["choices"]):  # finish_reason is set
+                Completion.model_validate(chunk, strict=True)
+    # The request's own program (no program id given) ended with it.
+    assert not [p for p in atlas.programs() if p.program_id.startswith("n/")]
+    assert all(not p.active_threads for p in atlas.programs())

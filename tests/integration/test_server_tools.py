@@ -61,3 +61,26 @@ async def test_tools_through_the_openai_client(server):
     assert finishes == ["tool_calls"] and deltas[-1].usage is not None
     calls = [tc for c in deltas for ch in c.choices for tc in (ch.delta.tool_calls or [])]
     assert calls[0].function.name == "get_weather"
+
+
+async def test_several_tool_calls_in_one_answer_and_ids_in_the_history(server):
+    """Asked for two cities with parallel calls on, SmolLM2 answers with a list of
+    calls (guided decoding allows one call or a list); each gets its own id, and the
+    results go back with their tool_call_id."""
+    client = openai.AsyncOpenAI(base_url=f"{server}/v1", api_key="unused")
+    question = [{"role": "user", "content": "Call get_weather for Paris and for Oslo, both."}]
+    reply = await client.chat.completions.create(
+        model="smollm2", messages=question, tools=[CITY_TOOL], tool_choice="required",
+        max_tokens=80, **GREEDY)
+    calls = reply.choices[0].message.tool_calls
+    assert reply.choices[0].finish_reason == "tool_calls" and calls
+    assert len({c.id for c in calls}) == len(calls)
+    history = [*question, reply.choices[0].message.model_dump(exclude_none=True)]
+    history += [{"role": "tool", "tool_call_id": c.id, "content": "sunny"} for c in calls]
+    final = await client.chat.completions.create(model="smollm2", messages=history,
+                                                 max_tokens=8, **GREEDY)
+    assert final.choices[0].message.content is not None
+    single = await client.chat.completions.create(
+        model="smollm2", messages=question, tools=[CITY_TOOL], tool_choice="required",
+        parallel_tool_calls=False, max_tokens=40, **GREEDY)
+    assert len(single.choices[0].message.tool_calls) == 1

@@ -75,3 +75,23 @@ def test_tool_outputs_become_openai_tool_calls():
     cut = '{"name": "get_wea'  # cut by max_tokens
     assert protocol.tool_message(cut) == (
         {"role": "assistant", "content": cut, "refusal": None}, None)
+
+
+def test_parallel_tool_calls_allow_a_list_of_calls():
+    from autellix_engine import tool_envelope
+
+    schema = tool_envelope.tool_output_schema([WEATHER], allow_text=False, parallel=True)
+    assert {"type": "array"}.items() <= schema["anyOf"][-1].items()
+    text = json.dumps([{"name": "get_weather", "arguments": {"city": "Paris"}},
+                       {"name": "get_weather", "arguments": {"city": "Oslo"}}])
+    message, finish = protocol.tool_message(text)
+    assert finish == "tool_calls" and len(message["tool_calls"]) == 2
+    assert message["tool_calls"][0]["id"] != message["tool_calls"][1]["id"]
+    req = protocol.parse_request({"messages": USER, "tools": [WEATHER],
+                                  "parallel_tool_calls": False}, chat=True, model="tiny",
+                                 max_tokens_limit=4096)
+    assert "array" not in json.dumps(req.params["json_schema"])
+    with pytest.raises(RequestError):
+        protocol.parse_request({"messages": USER, "tools": [WEATHER],
+                                "parallel_tool_calls": "yes"}, chat=True, model="tiny",
+                               max_tokens_limit=4096)
