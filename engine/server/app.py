@@ -2,7 +2,8 @@
 
 Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions`` (streaming with SSE
 and not; ``stream_options.include_usage``; ``response_format``), ``GET /v1/models``,
-``PUT|DELETE|GET /v1/programs/{id}``, ``GET /health``, ``GET /metrics``.
+``PUT|DELETE|GET /v1/programs/{id}``, ``GET /health``, ``GET /metrics``,
+``GET /openapi.json``.
 
 Program and thread ids come from the ``X-Autellix-Program-Id`` / ``X-Autellix-Thread-Id``
 headers or the ``program_id`` / ``thread_id`` body fields, else from the session
@@ -39,7 +40,7 @@ from autellix_engine.errors import (
     UnknownProgramError,
 )
 from autellix_engine.server import body as body_checks
-from autellix_engine.server import metrics, protocol
+from autellix_engine.server import metrics, openapi, protocol
 from autellix_engine.server.protocol import RequestError
 from autellix_engine.server.settings import ServerSettings
 from autellix_engine.server.spans import CallSpan
@@ -61,6 +62,7 @@ def build_app(engine: AutellixEngine, settings: ServerSettings | None = None) ->
         Route("/v1/chat/completions", server.chat, methods=["POST"]),
         Route("/v1/completions", server.completions, methods=["POST"]),
         Route("/v1/programs/{program_id}", server.program, methods=["GET", "PUT", "DELETE"]),
+        Route("/openapi.json", server.openapi),
     ]
     app = Starlette(routes=routes, exception_handlers={RequestError: _request_error,
                                                        Exception: _internal_error})
@@ -113,6 +115,7 @@ class _Server:
         self.engine, self.settings = engine, settings
         self.series = metrics.ServerMetrics(engine)
         self._started = int(time.time())
+        self._openapi: dict | None = None
         self._program_buckets: dict[str, _TokenBucket] = {}
 
     # -- helpers --------------------------------------------------------------------------
@@ -164,6 +167,11 @@ class _Server:
         return JSONResponse({"object": "list", "data": [
             {"id": name, "object": "model", "created": self._started, "owned_by": "autellix",
              "max_model_len": self.engine.max_model_len}]})
+
+    async def openapi(self, request: Request) -> Response:
+        if self._openapi is None:
+            self._openapi = openapi.document(self.engine.model_name)
+        return JSONResponse(self._openapi)
 
     async def metrics(self, request: Request) -> Response:
         if self.settings.metrics_auth:

@@ -195,3 +195,13 @@ async def test_n_choices_run_as_parallel_threads_of_one_program(atlas):
     # The request's own program (no program id given) ended with it.
     assert not [p for p in atlas.programs() if p.program_id.startswith("n/")]
     assert all(not p.active_threads for p in atlas.programs())
+
+
+async def test_the_server_publishes_its_openapi_description(atlas):
+    async with _client(atlas) as http:
+        doc = (await http.get("/openapi.json")).json()
+    assert doc["openapi"].startswith("3.1")
+    assert {"/v1/chat/completions", "/v1/completions", "/v1/programs/{program_id}"} <= set(
+        doc["paths"])
+    chat = doc["components"]["schemas"]["ChatCompletionRequest"]["properties"]
+    assert {"messages", "logprobs", "n", "program_id", "thread_id"} <= set(chat)
