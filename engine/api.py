@@ -228,7 +228,8 @@ class AutellixEngine:
     async def stream(
         self, prompt: Prompt, *, program_id: str | None = None, thread: str = "main",
         max_tokens: int | None = DEFAULT_MAX_TOKENS, json_schema: dict | None = None,
-        trace_context: dict[str, str] | None = None, priority: int = 0, **params: Any,
+        trace_context: dict[str, str] | None = None, priority: int = 0,
+        remaining_work: float | None = None, **params: Any,
     ) -> AsyncIterator[StreamChunk]:
         """Run one call, yielding text as it is generated.
 
@@ -247,6 +248,10 @@ class AutellixEngine:
             priority: the caller's own priority (vLLM's ``priority``: lower first). A
                 strict outer key: the policy orders calls of equal priority by program
                 (``Policy.sort_key``). Needs a program-aware policy (not ``fcfs``).
+            remaining_work: a clairvoyant hint for the ``srpt`` yardstick policy: the
+                output tokens the program still has to generate, this call's included
+                (the workload generator knows it; real clients do not). Other policies
+                ignore it.
             **params: sampling parameters (``temperature``, ``top_p``, ``seed``,
                 ``stop``, ``ignore_eos``, ... see ``SAMPLING_KEYS``).
 
@@ -264,12 +269,17 @@ class AutellixEngine:
         if sampling.max_tokens is None and self._max_model_len is not None:
             sampling = sampling.with_max_tokens(self._max_model_len - len(prompt_ids))
         self._check_priority(priority)
+        if remaining_work is not None and (
+                isinstance(remaining_work, bool) or not isinstance(remaining_work, int | float)
+                or not 0 <= remaining_work < float("inf")):
+            raise InvalidRequestError(f"remaining_work must be a number >= 0, got "
+                                      f"{remaining_work!r}")
         one_off = program_id is None
         pid = program_id or f"call-{uuid.uuid4().hex}"
         ticket = self.table.begin_call(pid, thread)
         trace = dict(trace_context or {})
         tag = ProgramTag(pid, thread, ticket.program_service, ticket.program_wait,
-                         trace.get("traceparent"))
+                         trace.get("traceparent"), remaining_work)
         call = BackendCall(ticket.call_id, tuple(prompt_ids), sampling, tag, priority, trace)
         finished = False
         try:

@@ -104,6 +104,7 @@ class _ProgramAwareMixin:
         call = CallState(
             request.request_id, tag.program_id, tag.thread_id, request.arrival_time, self._seq,
             client_priority=request.priority, start_service=service, program_wait=wait,
+            remaining_work=tag.remaining_work or 0.0,
         )
         self._seq += 1
         self._policy.admit(call)

@@ -105,6 +105,7 @@ def make_request(
     first_token: int = 1,
     session_id: str | None = None,
     priority: int = 0,
+    remaining_work: float | None = None,
 ) -> Request:
     """A request with a distinct prompt (no accidental prefix sharing)."""
     global _hash_ready
@@ -113,7 +114,8 @@ def make_request(
         _hash_ready = True
     extra = None
     if program_id is not None:
-        extra = ProgramTag(program_id, "main", program_service, 0.0).to_extra_args()
+        extra = ProgramTag(program_id, "main", program_service, 0.0,
+                           remaining_work=remaining_work).to_extra_args()
     params = SamplingParams(max_tokens=max_tokens, ignore_eos=True, extra_args=extra)
     prompt = [first_token + (i % 1000) for i in range(prompt_len)]
     return Request(

@@ -115,18 +115,44 @@ async def run_bench(cfg: BenchConfig) -> BenchResult:
     return BenchResult(cfg, summaries, outcomes, slo, tput)
 
 
+def against_oracle(summaries: list[Summary]) -> dict[tuple[str, float], tuple[float, float]]:
+    """Per (policy, rate): its mean over the clairvoyant ``srpt`` mean at that rate, and
+    the share of srpt's gain over ``fcfs`` it captures (1 = all of it). Only where srpt
+    (and, for the share, fcfs) ran at that rate."""
+    by = {(s.policy, s.rate): s.mean for s in summaries}
+    out = {}
+    for (policy, rate), mean in by.items():
+        oracle, fcfs = by.get(("srpt", rate)), by.get(("fcfs", rate))
+        if not oracle:
+            continue
+        gain = fcfs - oracle if fcfs is not None else 0.0
+        share = (fcfs - mean) / gain if gain > 0 else float("nan")
+        out[(policy, rate)] = (mean / oracle, share)
+    return out
+
+
 def markdown_table(result: BenchResult) -> str:
+    oracle = against_oracle(result.summaries)
     rows = ["| policy | rate /s | programs | mean s/tok | p50 | p95 | p99 | programs/s | "
-            "wait share | preemptions |", "|---|---|---|---|---|---|---|---|---|---|"]
+            "wait share | preemptions | vs srpt | gain captured |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in result.summaries:
+        ratio, share = oracle.get((s.policy, s.rate), (float("nan"), float("nan")))
         rows.append(f"| {s.policy} | {s.rate:g} | {s.programs} | {s.mean:.4f} | {s.p50:.4f} | "
                     f"{s.p95:.4f} | {s.p99:.4f} | {s.programs_per_s:.3f} | "
-                    f"{s.wait_share:.0%} | {s.preemptions} |")
+                    f"{s.wait_share:.0%} | {s.preemptions} | {_num(ratio, 'x')} | "
+                    f"{_num(share, '%')} |")
     rows.append("")
     rows.append(f"Throughput at equal latency (highest rate with mean <= {result.slo:.4f} "
                 "s/token): " + ", ".join(f"{p}: {r if r is not None else 'none'}"
                                         for p, r in result.throughput_at_slo.items()))
     return "\n".join(rows)
+
+
+def _num(value: float, unit: str) -> str:
+    if value != value:  # NaN: not measured
+        return "-"
+    return f"{value:.0%}" if unit == "%" else f"{value:.2f}{unit}"
 
 
 def plot(result: BenchResult, path: Path) -> None:

@@ -67,8 +67,11 @@ def build_graph(llm: Any):
             messages = [SystemMessage(filler_text(spec.system_tokens, seed=system_seed))]
         prompt_seed = zlib.crc32(f"{spec.program_id}/{i}/{k}".encode())
         prompt = HumanMessage(filler_text(c.prompt_tokens, seed=prompt_seed))
+        # The program's remaining output, this stage's included: only the clairvoyant
+        # srpt yardstick reads it (docs/benchmarks.md).
+        remaining = sum(x.output_tokens for stage in spec.stages[i:] for x in stage)
         reply = await llm.ainvoke([*messages, prompt], max_tokens=c.output_tokens,
-                                  ignore_eos=True)
+                                  ignore_eos=True, remaining_work=remaining)
         # Sequential stages carry the conversation on; parallel branches do not.
         keep = [prompt, AIMessage(reply.content)] if len(spec.stages[i]) == 1 else []
         new_history = [messages[0]] if messages and not task["history"] else []

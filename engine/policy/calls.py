@@ -82,6 +82,7 @@ class CallState:
     start_service: float = 0.0  # program service inherited at arrival (its priority)
     program_wait: float = 0.0  # W_p: program's accumulated wait at arrival
     client_priority: int = 0  # the client's own priority (vLLM's): strict outer key
+    remaining_work: float = 0.0  # clairvoyant hint: program's remaining output tokens (srpt)
     level: int = 0  # current queue (0 = highest priority)
     quantum_left: float = math.inf  # service left before demotion
     wait: float = 0.0  # W_c: wait since arrival or last promotion

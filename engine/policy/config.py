@@ -19,6 +19,7 @@ class PolicyKind(str, Enum):
     MLFQ = "mlfq"  # call-level MLFQ (FastServe-style): the paper's baseline
     PLAS = "plas"  # program-level attained service (single-threaded programs)
     ATLAS = "atlas"  # critical-path attained service (multi-threaded programs)
+    SRPT = "srpt"  # clairvoyant: shortest remaining program work first (a yardstick)
 
 
 class ServiceUnit(str, Enum):

@@ -174,14 +174,38 @@ class ATLASPolicy(PLASPolicy):
         return max(program_service, call.start_service + call.stats.service)
 
 
+class SRPTPolicy(Policy):
+    """Clairvoyant shortest-remaining-program-work first: the yardstick, not a product.
+
+    The client tells each call how many output tokens its program still has to generate,
+    this call's included (``CallState.remaining_work``; the workload generator knows it),
+    and the program with the least remaining work runs first, preempting others. No real
+    client knows this; the policy measures how far the others are from the best order.
+    """
+
+    kind = PolicyKind.SRPT
+    preemptive = True
+    #: ``engine_priority`` packs the client's priority above the remaining work.
+    WORK_SLOTS = 1 << 24
+
+    def sort_key(self, call: CallState) -> tuple:  # type: ignore[override]
+        return (call.client_priority, call.remaining_work, call.arrival, call.seq)
+
+    def engine_priority(self, call: CallState) -> int:
+        work = min(int(call.remaining_work), self.WORK_SLOTS - 1)
+        return call.client_priority * self.WORK_SLOTS + work
+
+
 _POLICIES: dict[PolicyKind, type[Policy]] = {
     PolicyKind.FCFS: FCFSPolicy,
     PolicyKind.MLFQ: MLFQPolicy,
     PolicyKind.PLAS: PLASPolicy,
     PolicyKind.ATLAS: ATLASPolicy,
+    PolicyKind.SRPT: SRPTPolicy,
 }
 
 
 def create_policy(name: str | PolicyKind, config: PolicyConfig | None = None) -> Policy:
-    """Build the policy named ``name`` (``fcfs``, ``mlfq``, ``plas`` or ``atlas``)."""
+    """Build the policy named ``name`` (``fcfs``, ``mlfq``, ``plas``, ``atlas`` or the
+    clairvoyant ``srpt``)."""
     return _POLICIES[parse_policy(name)](config)

@@ -20,6 +20,7 @@ THREAD_ID = "thread_id"  # thread label within the program
 PROGRAM_SERVICE = "program_service"  # program's attained service at submission
 PROGRAM_WAIT = "program_wait"  # program's accumulated waiting (W_p) at submission
 TRACEPARENT = "traceparent"  # W3C trace context of the caller's span, if any
+REMAINING_WORK = "remaining_work"  # clairvoyant hint for the srpt yardstick policy
 
 # --- scheduler -> front end (RequestOutput.kv_transfer_params key) ------------
 STATS_KEY = "autellix_stats"
@@ -34,6 +35,7 @@ class ProgramTag:
     program_service: float | None = None  # None: the scheduler uses its local table
     program_wait: float | None = None
     traceparent: str | None = None
+    remaining_work: float | None = None  # the program's remaining output tokens (srpt)
 
     def to_extra_args(self) -> dict[str, Any]:
         args: dict[str, Any] = {PROGRAM_ID: self.program_id, THREAD_ID: self.thread_id}
@@ -43,6 +45,8 @@ class ProgramTag:
             args[PROGRAM_SERVICE] = float(self.program_service)
         if self.program_wait is not None:
             args[PROGRAM_WAIT] = float(self.program_wait)
+        if self.remaining_work is not None:
+            args[REMAINING_WORK] = float(self.remaining_work)
         return args
 
     @classmethod
@@ -61,6 +65,7 @@ class ProgramTag:
             program_service=_as_float(extra.get(PROGRAM_SERVICE)),
             program_wait=_as_float(extra.get(PROGRAM_WAIT)),
             traceparent=str(extra[TRACEPARENT]) if extra.get(TRACEPARENT) else None,
+            remaining_work=_as_float(extra.get(REMAINING_WORK)),
         )
 
 

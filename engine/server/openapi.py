@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-#: Our body fields beside vLLM's (``protocol.OUR_FIELDS``, ``session_id``, ``priority``).
+#: Our body fields beside vLLM's (which has ``session_id`` and ``priority``).
 EXTRA_FIELDS = {
     "program_id": {"type": "string", "maxLength": 256,
                    "description": "The program the call belongs to (else a header or the "
                                   "session id names it)."},
     "thread_id": {"type": "string", "maxLength": 256, "default": "main",
                   "description": "The call's thread within its program."},
+    "remaining_work": {"type": "number", "minimum": 0,
+                       "description": "Benchmarks only: the program's remaining output "
+                                      "tokens, read by the clairvoyant srpt policy."},
 }
 
 

@@ -33,8 +33,6 @@ class ParsedRequest:
 
 #: The most choices one request may ask for (``n``).
 MAX_CHOICES = 16
-#: Our own body fields (vLLM's request models would log them as unknown).
-OUR_FIELDS = ("program_id", "thread_id")
 #: Fields vLLM serves that this server does not yet: a clear 400, never silently ignored.
 UNSUPPORTED = ("echo", "best_of", "suffix", "prompt_logprobs")
 #: The most alternatives per token a request may ask for (vLLM's ``max_logprobs``).
@@ -92,6 +90,11 @@ def parse_request(body: Any, *, chat: bool, model: str, max_tokens_limit: int) -
         check_id(session_id, "session_id")
     if body.get("user") is not None:
         check_id(body["user"], "user")  # accepted, as OpenAI's abuse-tracking hint
+    remaining = body.get("remaining_work")  # the srpt yardstick's hint (benchmarks)
+    if remaining is not None:
+        if isinstance(remaining, bool) or not isinstance(remaining, int | float) or remaining < 0:
+            raise RequestError("remaining_work must be a number >= 0", param="remaining_work")
+        params["remaining_work"] = float(remaining)
     priority = body.get("priority", 0)
     if isinstance(priority, bool) or not isinstance(priority, int) or not (
             -(2**31) <= priority < 2**31):

@@ -58,6 +58,26 @@ def test_short_program_preempts_a_long_one_under_atlas():
     assert all(done[f"long{i}"][2] == 200 for i in range(4))  # complete outputs
 
 
+def test_srpt_runs_the_program_with_the_least_remaining_work_first():
+    """The clairvoyant yardstick: remaining work, not attained service, decides. Long
+    calls of a program near its end keep running; a newcomer with more work left waits,
+    one with less preempts."""
+    s = create_scheduler(HarnessConfig(policy="srpt", max_num_seqs=4))
+    for i in range(4):
+        s.add_request(make_request(f"long{i}", 32, 200, program_id="old", program_service=1e4,
+                                   first_token=100 * i + 1, remaining_work=800))
+    tokens = {}
+    run_until_done(s, tokens=tokens, stop_after=5)
+    s.add_request(make_request("big", 16, 8, program_id="big", program_service=0.0,
+                               first_token=900, remaining_work=5000))
+    s.add_request(make_request("small", 16, 8, program_id="small", program_service=0.0,
+                               first_token=950, remaining_work=8))
+    done = run_until_done(s, tokens=tokens)
+    longs = min(done[f"long{i}"][0] for i in range(4))
+    assert done["small"][0] < longs < done["big"][0]
+    assert all(done[f"long{i}"][2] == 200 for i in range(4))
+
+
 def test_short_program_waits_behind_long_calls_under_fcfs():
     done = saturate_then_add_short("fcfs")
     assert done["short"][0] > min(done[f"long{i}"][0] for i in range(4))
@@ -100,7 +120,7 @@ def test_requests_without_program_info_are_served_and_use_the_local_table():
     assert second.start_level == PolicyConfig().level_for(done["a1"][1].service) > 0
 
 
-@pytest.mark.parametrize("policy", ["fcfs", "mlfq", "plas", "atlas"])
+@pytest.mark.parametrize("policy", ["fcfs", "mlfq", "plas", "atlas", "srpt"])
 @pytest.mark.parametrize("num_blocks", [10_000, 48], ids=["roomy", "tight-kv"])
 def test_blast_random_programs_all_finish_complete(policy, num_blocks):
     rng = random.Random(1234)

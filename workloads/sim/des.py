@@ -77,26 +77,6 @@ class _Program:
     remaining_tokens: int = 0  # for the clairvoyant oracle
 
 
-class SRPTOracle(Policy):
-    """Clairvoyant shortest-remaining-program first: priority = output tokens the
-    program still has to generate (known only to the simulator). A lower bound."""
-
-    preemptive = True
-    kind = None  # type: ignore[assignment]
-
-    def __init__(self, config: PolicyConfig | None = None) -> None:
-        super().__init__(config)
-        self.remaining: dict[str, int] = {}
-
-    def sort_key(self, call: CallState) -> tuple:  # type: ignore[override]
-        return (self.remaining.get(call.program_id, 0), call.arrival, call.seq)
-
-
-def make_policy(name: str, config: PolicyConfig | None = None) -> Policy:
-    """A policy by name; ``srpt`` is the simulator-only oracle."""
-    return SRPTOracle(config) if name == "srpt" else create_policy(name, config)
-
-
 @dataclass
 class SimConfig:
     max_num_seqs: int = 8
@@ -119,7 +99,7 @@ class SimConfig:
 def simulate(programs: list[ProgramSpec], policy_name: str, cfg: SimConfig | None = None
              ) -> list[ProgramOutcome]:
     """Simulate ``programs`` under a policy; one outcome per program."""
-    return _Sim(programs, make_policy(policy_name, (cfg or SimConfig()).policy_config),
+    return _Sim(programs, create_policy(policy_name, (cfg or SimConfig()).policy_config),
                 cfg or SimConfig()).run()
 
 
@@ -143,12 +123,11 @@ class _Sim:
     def _start_stage(self, prog: _Program) -> None:
         stage = prog.spec.stages[prog.stage]
         prog.open_calls = len(stage)
-        if isinstance(self.policy, SRPTOracle):
-            self.policy.remaining[prog.spec.program_id] = prog.remaining_tokens
         for i, c in enumerate(stage):
             ticket = self.table.begin_call(prog.spec.program_id, f"s{prog.stage}t{i}")
             state = CallState(ticket.call_id, prog.spec.program_id, ticket.thread_id, self.now,
-                              self.seq, ticket.program_service, ticket.program_wait)
+                              self.seq, ticket.program_service, ticket.program_wait,
+                              remaining_work=prog.remaining_tokens)  # read by srpt only
             self.seq += 1
             self.policy.admit(state)
             prompt = c.prompt_tokens + (prog.spec.system_tokens if prog.stage == 0 else 0)

@@ -33,3 +33,17 @@ def test_throughput_at_equal_latency_is_the_highest_rate_within_the_slo():
     assert throughput_at_slo(sums, "fcfs", 0.2) == 0.5
     assert throughput_at_slo(sums, "atlas", 0.2) == 1.0
     assert throughput_at_slo(sums, "fcfs", 0.01) is None
+
+
+def test_policies_are_measured_against_the_clairvoyant_oracle():
+    from autellix_workloads.bench import against_oracle
+    from autellix_workloads.metrics import Summary
+
+    def summary(policy, rate, mean):
+        return Summary(policy, rate, 10, mean, mean, mean, mean, 1.0, 0.5, 0)
+
+    ratios = against_oracle([summary("fcfs", 1, 3.0), summary("atlas", 1, 1.5),
+                             summary("srpt", 1, 1.0), summary("atlas", 2, 9.0)])
+    assert ratios[("atlas", 1)] == (1.5, 0.75)  # 1.5x srpt; 3/4 of srpt's gain over fcfs
+    assert ratios[("srpt", 1)] == (1.0, 1.0) and ratios[("fcfs", 1)] == (3.0, 0.0)
+    assert ("atlas", 2) not in ratios  # no oracle ran at that rate
