@@ -36,7 +36,7 @@ $(STAMP): pyproject.toml Makefile $(wildcard csrc/*.cpp csrc/*.h csrc/*.cu)
 	@touch $@
 
 run: setup
-	$(VENV)/bin/autellix bench --suite mixed --policies fcfs,atlas --out bench-results
+	$(VENV)/bin/autellix bench --suite mixed --policies fcfs,atlas,srpt --out bench-results
 
 test: setup
 	$(VENV)/bin/pytest

@@ -26,7 +26,7 @@ class BenchConfig:
 
     suite: str = "mixed"
     rates: list[float] = field(default_factory=lambda: [0.5])
-    policies: list[str] = field(default_factory=lambda: ["fcfs", "atlas"])
+    policies: list[str] = field(default_factory=lambda: ["fcfs", "atlas", "srpt"])
     num_programs: int = 24
     seed: int = 0
     token_scale: float = 0.25  # shrink all token lengths (CPU)
