@@ -81,6 +81,7 @@ class AutellixEngine:
         self.rejoins = 0  # replicas brought back into the pool
         self._tasks: list[asyncio.Task] = []
         self._checking: set[int] = set()  # replicas with a health check under way
+        self._checks: set[asyncio.Task] = set()  # health checks started by failed calls
         self._tokenizer: Any = None
         self._max_model_len: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -322,7 +323,9 @@ class AutellixEngine:
             except ReplicaError as e:
                 logger.warning("Replica %d (%s) failed call %s: %s", index,
                                self.replicas[index].name, ticket.call_id, e)
-                asyncio.get_running_loop().create_task(self._check(index))
+                check = asyncio.get_running_loop().create_task(self._check(index))
+                self._checks.add(check)  # held: the loop keeps only weak references
+                check.add_done_callback(self._checks.discard)
                 if output.token_ids or output.text:
                     self.totals.failed_calls += 1
                     raise
