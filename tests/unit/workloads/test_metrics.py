@@ -47,3 +47,7 @@ def test_policies_are_measured_against_the_clairvoyant_oracle():
     assert ratios[("atlas", 1)] == (1.5, 0.75)  # 1.5x srpt; 3/4 of srpt's gain over fcfs
     assert ratios[("srpt", 1)] == (1.0, 1.0) and ratios[("fcfs", 1)] == (3.0, 0.0)
     assert ("atlas", 2) not in ratios  # no oracle ran at that rate
+    close = against_oracle([summary("fcfs", 1, 1.02), summary("srpt", 1, 1.0),
+                            summary("atlas", 1, 0.9)])
+    ratio, share = close[("atlas", 1)]
+    assert ratio == 0.9 and share != share  # within noise of fcfs: no share reported
