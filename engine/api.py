@@ -49,7 +49,7 @@ from autellix_engine.policy.process_table import CallTicket
 from autellix_engine.policy.routing import NoHealthyReplicaError, RouteInfo, create_router
 from autellix_engine.policy.wire import ProgramTag
 from autellix_engine.results import CallResult, CallTotals, StreamChunk, TokenLogprob, Usage
-from autellix_engine.sampling import DEFAULT_MAX_TOKENS, SAMPLING_KEYS, Sampling
+from autellix_engine.sampling import DEFAULT_MAX_TOKENS, SAMPLING_KEYS, Sampling, check_text
 
 logger = logging.getLogger(__name__)
 
@@ -275,6 +275,9 @@ class AutellixEngine:
                 or not 0 <= remaining_work < float("inf")):
             raise InvalidRequestError(f"remaining_work must be a number >= 0, got "
                                       f"{remaining_work!r}")
+        for name, value in (("program_id", program_id), ("thread", thread)):
+            if isinstance(value, str):
+                check_text(value, name)
         one_off = program_id is None
         pid = program_id or f"call-{uuid.uuid4().hex}"
         ticket = self.table.begin_call(pid, thread)
@@ -369,11 +372,15 @@ class AutellixEngine:
     def _encode(self, prompt: Prompt) -> list[int]:
         tok = self._tokenizer
         if isinstance(prompt, str):
+            check_text(prompt, "The prompt")
             ids = tok.encode(prompt)
         elif isinstance(prompt, Sequence) and prompt and all(isinstance(m, dict) for m in prompt):
             for m in prompt:
                 if "role" not in m or "content" not in m:
                     raise InvalidRequestError(f"Chat message without role/content: {m!r}")
+                for value in m.values():
+                    if isinstance(value, str):
+                        check_text(value, "A chat message")
             text = tok.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
             ids = tok.encode(text, add_special_tokens=False)
         elif isinstance(prompt, Sequence) and prompt and all(

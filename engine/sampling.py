@@ -64,6 +64,9 @@ class Sampling:
                 params[key] = (value,)
             elif isinstance(value, list | tuple):
                 params[key] = tuple(value)
+        for text in params.get("stop") or ():
+            if isinstance(text, str):
+                check_text(text, "a stop string")
         for key, value in params.items():
             _check_number(key, value)
         sampling = cls(max_tokens=max_tokens, json_schema=json_schema, **params)
@@ -102,6 +105,15 @@ class Sampling:
         if self.max_tokens is None:
             out.pop("max_tokens", None)
         return out
+
+
+def check_text(text: str, what: str) -> None:
+    """Text the engine can carry: encodable as UTF-8 (a lone surrogate is not; vLLM's
+    transport to its engine core would fail after accepting the call)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequestError(f"{what} is not valid Unicode (a lone surrogate)") from None
 
 
 def _check_number(key: str, value: Any) -> None:

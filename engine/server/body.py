@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from autellix_engine import sampling
+from autellix_engine.errors import InvalidRequestError
 from autellix_engine.server.errors import RequestError
 
 #: Deepest nesting of arrays and objects in a body (a tool's JSON schema needs a few
@@ -62,10 +64,9 @@ def _check(value: Any, depth: int, what: str) -> None:
 def check_text(text: str, what: str = "a string") -> None:
     """Text must be encodable as UTF-8 (no lone surrogates)."""
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise RequestError(f"{what} contains text that is not valid Unicode "
-                           "(a lone surrogate)") from None
+        sampling.check_text(text, what)
+    except InvalidRequestError as e:
+        raise RequestError(str(e)) from None
 
 
 def check_id(value: Any, param: str) -> str:

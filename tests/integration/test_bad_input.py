@@ -21,6 +21,11 @@ from autellix_engine import (
         ({"max_tokens": "ten"}, "max_tokens"),
         ({"nucleus": 0.9}, "Unknown sampling parameters"),
         ({"json_schema": "not a schema"}, "json_schema"),
+        ({"stop": ["\ud800"]}, "surrogate"),
+        ({"top_k": 10**12}, "top_k"),
+        ({"seed": 2**64}, "seed"),
+        ({"temperature": float("nan")}, "temperature"),
+        ({"remaining_work": -1}, "remaining_work"),
     ],
 )
 async def test_invalid_sampling_values(atlas, params, match):
@@ -29,7 +34,8 @@ async def test_invalid_sampling_values(atlas, params, match):
 
 
 @pytest.mark.parametrize(
-    "prompt", [None, "", [], [{"text": "no role"}], [-5, 3], [10**9], 42], ids=repr
+    "prompt", [None, "", [], [{"text": "no role"}], [-5, 3], [10**9], 42, "\ud800",
+               [{"role": "user", "content": "bad \udfff"}]], ids=repr
 )
 async def test_invalid_prompts(atlas, prompt):
     with pytest.raises(InvalidRequestError):
