@@ -31,10 +31,10 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from autellix_engine.backends.base import Backend, BackendCall, Delta
+from autellix_engine.backends.base import Backend, BackendCall, Delta, Finish
 from autellix_engine.backends.embedded import EmbeddedBackend
 from autellix_engine.backends.http import HttpBackend
 from autellix_engine.config import EngineConfig
@@ -427,7 +427,8 @@ class _Output:
         self.token_ids.extend(delta.token_ids)
         self.logprobs.extend(delta.logprobs)
 
-    def result(self, finish: Any, call: BackendCall, replica: int, estimate: Any) -> CallResult:
+    def result(self, finish: Finish, call: BackendCall, replica: int,
+               estimate: Callable[[int, int, int], CallStats]) -> CallResult:
         cached = finish.cached_tokens
         stats = finish.stats or estimate(len(call.prompt_ids), cached, len(self.token_ids))
         ttft = None if self.first_token is None else self.first_token - self.submitted

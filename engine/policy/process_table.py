@@ -36,7 +36,6 @@ class ThreadEntry:
     thread_id: str
     arrival: float  # wall clock (time.time()) when the call was submitted
     start_service: float  # program service the call inherited (its priority)
-    replica_id: int | None = None
     wait: float = 0.0  # filled when the call completes (service unit)
     service: float = 0.0  # filled when the call completes (service unit)
 
@@ -206,7 +205,6 @@ class ProcessTable:
         thread_id: str,
         *,
         call_id: str | None = None,
-        replica_id: int | None = None,
     ) -> CallTicket:
         """Register a new active call; unknown programs are created implicitly.
 
@@ -224,10 +222,8 @@ class ProcessTable:
                 entry = self._programs[program_id] = ProgramEntry(program_id, now)
             if cid in entry.threads:
                 raise ValueError(f"Call id {cid!r} is already active")
-            entry.threads[cid] = ThreadEntry(cid, thread_id, now, entry.service, replica_id)
+            entry.threads[cid] = ThreadEntry(cid, thread_id, now, entry.service)
             entry.last_call_arrival = now
-            if replica_id is not None:
-                entry.replica_ids.add(replica_id)
             return CallTicket(program_id, cid, thread_id, entry.service, entry.wait)
 
     def complete_call(
