@@ -1,11 +1,13 @@
 """Validate the simulator against the real engine: same workload, same seed.
 
 Runs a suite on the real embedded engine under each policy (``autellix_workloads.bench``) and
-simulates the very same programs with the fitted step-cost model; prints mean program
-latency (response time) and mean program token latency for both, and their ratio.
-Target (issue #4): simulated mean program latency within 15% of the engine's.
+simulates the very same programs on the fitted CPU cost profile (``cpu-smollm2``) with
+the engine's KV cache size; prints mean program latency (response time) and mean
+program token latency for both, and their ratio. Target (issues #4, #13): simulated
+mean program latency within 15% of the engine's, also with a KV cache small enough to
+bind (``--kv-cache-bytes``).
 
-Usage: python benchmarks/validate_sim.py --cost docs/step_cost_smollm2.json [--rate 0.5]
+Usage: python benchmarks/validate_sim.py [--rate 0.5] [--kv-cache-bytes 134217728]
 """
 
 from __future__ import annotations
@@ -25,14 +27,17 @@ os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
 from autellix_workloads.bench import BenchConfig, run_bench  # noqa: E402
 from autellix_workloads.generators import generate  # noqa: E402
 from autellix_workloads.metrics import ProgramOutcome  # noqa: E402
-from autellix_workloads.sim.des import SimConfig, StepCost, simulate  # noqa: E402
+from autellix_workloads.sim.des import SimConfig, Simulator  # noqa: E402
+from autellix_workloads.sim.profile import GIB, CostProfile  # noqa: E402
 
 FIELDS = [f.name for f in dataclasses.fields(ProgramOutcome)]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cost", required=True, help="StepCost JSON from fit_step_cost.py")
+    parser.add_argument("--profile", default="cpu-smollm2", help="cost profile (name or JSON)")
+    parser.add_argument("--kv-cache-bytes", type=int, default=None,
+                        help="the engine's KV cache (default: EngineConfig's 1 GiB)")
     parser.add_argument("--suite", default="mixed")
     parser.add_argument("--rate", type=float, default=0.5)
     parser.add_argument("--programs", type=int, default=24)
@@ -40,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--real-json", help="reuse an `autellix bench` JSON (same settings)")
     args = parser.parse_args(argv)
+    vllm = {"kv_cache_memory_bytes": args.kv_cache_bytes} if args.kv_cache_bytes else {}
     cfg = BenchConfig(suite=args.suite, rates=[args.rate], policies=args.policies.split(","),
-                      num_programs=args.programs, seed=args.seed)
+                      num_programs=args.programs, seed=args.seed, vllm_kwargs=vllm)
     if args.real_json:
         data = json.loads(Path(args.real_json).read_text())
         cfg = BenchConfig(**data["config"])
@@ -53,19 +59,26 @@ def main(argv: list[str] | None = None) -> int:
     programs = generate(cfg.suite, cfg.num_programs, args.rate, seed=cfg.seed,
                         token_scale=cfg.token_scale, call_scale=cfg.call_scale,
                         tool_latency_s=cfg.tool_latency_s)
-    sim_cfg = SimConfig(max_num_seqs=cfg.max_num_seqs, cost=StepCost.load(Path(args.cost)))
-    print(f"\n{cfg.suite}, {cfg.num_programs} programs at {args.rate}/s, seed {cfg.seed}")  # noqa: T201
-    print("| policy | engine mean latency s | simulated | ratio | engine s/token | simulated |")  # noqa: T201
-    print("|---|---|---|---|---|---|")  # noqa: T201
+    profile = CostProfile.load(args.profile)
+    kv_bytes = cfg.vllm_kwargs.get("kv_cache_memory_bytes") or int(profile.kv_gib * GIB)
+    sim_cfg = SimConfig(profile=profile, max_num_seqs=cfg.max_num_seqs,
+                        num_gpu_blocks=kv_bytes // profile.block_bytes)
+    print(f"\n{cfg.suite}, {cfg.num_programs} programs at {args.rate}/s, seed {cfg.seed}, "  # noqa: T201
+          f"{sim_cfg.num_gpu_blocks} KV blocks of {profile.block_size} tokens")
+    print("| policy | engine mean latency s | simulated | ratio | engine s/token | simulated "  # noqa: T201
+          "| simulated preemptions | evicted blocks |")
+    print("|---|---|---|---|---|---|---|---|")  # noqa: T201
     for policy in cfg.policies:
         eng = real_outcomes[f"{policy}@{args.rate}"]
-        sim = simulate(programs, policy, sim_cfg)
+        runner = Simulator(programs, policy, sim_cfg)
+        sim = runner.run()
         e_lat = statistics.mean(o.response_s for o in eng)
         s_lat = statistics.mean(o.response_s for o in sim)
         e_tok = statistics.mean(o.token_latency for o in eng)
         s_tok = statistics.mean(o.token_latency for o in sim)
         print(f"| {policy} | {e_lat:.2f} | {s_lat:.2f} | {s_lat / e_lat:.2f} | "  # noqa: T201
-              f"{e_tok:.4f} | {s_tok:.4f} |")
+              f"{e_tok:.4f} | {s_tok:.4f} | {runner.stats.preemptions} | "
+              f"{runner.stats.evicted_blocks} |")
     return 0
 
 

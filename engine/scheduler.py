@@ -40,6 +40,7 @@ from vllm.v1.request import Request, RequestStatus
 from autellix_engine.config import EngineConfig
 from autellix_engine.policy import CallState, PolicyConfig, ProcessTable, ServiceUnit, create_policy
 from autellix_engine.policy.config import PolicyKind
+from autellix_engine.policy.waits import WaitLedger
 from autellix_engine.policy.wire import STATS_KEY, ProgramTag
 from autellix_engine.request_queue import PolicyRequestQueue
 
@@ -66,6 +67,8 @@ class _ProgramAwareMixin:
         self._seq = 0
         self._level_changed: dict[str, CallState] = {}  # since the last decision step
         self._step_work: dict[str, tuple[int, int]] = {}  # req -> (prefill, decode)
+        self._last_work: dict[str, tuple[int, int]] = {}  # the previous step's
+        self._waits = WaitLedger(self._policy)  # every active call not scheduled
         self._step_started: float | None = None
         self._last_step_end = time.monotonic()
         # Used only for requests that carry no program service (see autellix_engine.policy.wire).
@@ -109,6 +112,7 @@ class _ProgramAwareMixin:
         self._seq += 1
         self._policy.admit(call)
         self._calls[request.request_id] = call
+        self._waits.start(call)
         # Before vLLM queues it: the waiting heap orders by this key from the start.
         request.priority = self._policy.engine_priority(call)
         super().add_request(request)
@@ -158,21 +162,25 @@ class _ProgramAwareMixin:
         self._step_work = work
 
     def _charge_step(self, now: float) -> None:
-        """Charge service to the calls the step ran and waiting to all the others."""
+        """Charge service to the calls the step ran and waiting to all the others
+        (lazily, through the wait ledger: this step's cost is O(running calls))."""
         started = self._step_started if self._step_started is not None else now
         step_s = max(0.0, now - started)
         waited_s = max(0.0, now - self._last_step_end)
         self._last_step_end = now
         weight = self._policy_config.prefill_token_weight
-        policy, work = self._policy, self._step_work
+        policy, work, waits, calls = self._policy, self._step_work, self._waits, self._calls
         changed: list[CallState] = []
-        waiting: list[CallState] = []
-        for req_id, call in self._calls.items():
-            done = work.get(req_id)
-            if done is None:
-                waiting.append(call)
+        for req_id in self._last_work.keys() - work.keys():  # no longer scheduled
+            call = calls.get(req_id)
+            if call is not None:
+                waits.start(call)
+        for req_id, (prefill, decode) in work.items():
+            call = calls.get(req_id)
+            if call is None:
                 continue
-            prefill, decode = done
+            if waits.stop(req_id):
+                changed.append(call)
             stats = call.stats
             stats.prefill_tokens += prefill
             stats.decode_tokens += decode
@@ -182,11 +190,10 @@ class _ProgramAwareMixin:
             amount = weight * prefill + decode if self._tokens_unit else step_s
             if policy.record_service(call, amount):
                 changed.append(call)
-        for call in waiting:
-            call.stats.queue_wait_s += waited_s
-        changed += policy.record_waits(waiting, 1.0 if self._tokens_unit else waited_s)
+        changed += waits.tick(1.0 if self._tokens_unit else waited_s, waited_s)
         for call in changed:  # applied to request.priority at the next decision step
             self._level_changed[call.call_id] = call
+        self._last_work = work
         self._step_work = {}
         self._step_started = None
         self._steps_since_gc += 1
@@ -279,6 +286,7 @@ class _ProgramAwareMixin:
         call = self._calls.pop(request.request_id, None)
         if call is None:
             return kv_params, ec_params
+        self._waits.stop(request.request_id)
         stats = call.stats
         stats.preemptions = request.num_preemptions
         stats.level = call.level

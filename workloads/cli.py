@@ -35,30 +35,33 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    import time
     from pathlib import Path
 
-    from autellix_workloads.generators import generate
-    from autellix_workloads.metrics import summarize
-    from autellix_workloads.sim.des import SimConfig, StepCost, simulate
+    from autellix_engine.policy import PolicyConfig
+    from autellix_workloads.bench import BenchConfig, markdown_table, write_reports
+    from autellix_workloads.sim.des import SimConfig
+    from autellix_workloads.sim.profile import CostProfile
+    from autellix_workloads.sim.sweep import run_sweep
 
-    programs = generate(args.suite, args.programs, args.rate, seed=args.seed,
-                        token_scale=args.token_scale, call_scale=args.call_scale)
-    cfg = SimConfig(max_num_seqs=args.max_num_seqs)
-    if args.cost:
-        cfg.cost = StepCost.load(Path(args.cost))
-    print(f"{args.suite}: {args.programs} programs at {args.rate}/s "  # noqa: T201
-          f"(max_num_seqs={args.max_num_seqs}, {cfg.cost})")
-    print("| policy | mean s/tok | p95 | p99 | vs oracle | preemptions | sim seconds |")  # noqa: T201
-    print("|---|---|---|---|---|---|---|")  # noqa: T201
-    oracle = None
-    for policy in ["srpt", *args.policies.split(",")]:
-        start = time.perf_counter()
-        s = summarize(policy, args.rate, simulate(programs, policy, cfg))
-        took = time.perf_counter() - start
-        oracle = oracle or s.mean
-        print(f"| {policy} | {s.mean:.4f} | {s.p95:.4f} | {s.p99:.4f} | "  # noqa: T201
-              f"{s.mean / oracle:.2f}x | {s.preemptions} | {took:.1f} |", flush=True)
+    profile = CostProfile.load(args.profile)
+    sim = SimConfig(profile=profile, policy_config=PolicyConfig(),
+                    max_num_seqs=args.max_num_seqs, num_gpu_blocks=args.num_gpu_blocks,
+                    preemption=args.preemption, prefix_caching=not args.no_prefix_caching)
+    # The workload half of a bench config; the "model" is the cost profile.
+    cfg = BenchConfig(suite=args.suite, rates=[float(r) for r in args.rates.split(",")],
+                      policies=args.policies.split(","), num_programs=args.programs,
+                      seed=args.seed, token_scale=args.token_scale,
+                      call_scale=args.call_scale, model=profile.name, slo=args.slo,
+                      max_num_seqs=args.max_num_seqs or profile.max_num_seqs)
+    print(f"{args.suite}: {args.programs} programs per rate on {profile.name} "  # noqa: T201
+          f"({sim.max_num_seqs or profile.max_num_seqs} seqs, "
+          f"{sim.num_gpu_blocks or profile.num_gpu_blocks} KV blocks of "
+          f"{profile.block_size} tokens)", flush=True)
+    result = run_sweep(cfg, sim)
+    print(markdown_table(result))  # noqa: T201
+    if args.out:
+        for kind, path in write_reports(result, Path(args.out)).items():
+            print(f"{kind}: {path}")  # noqa: T201
     return 0
 
 
@@ -83,16 +86,23 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--out", default="bench-results", help="folder for JSON, Markdown, PNG")
     p.set_defaults(func=_bench, takes_vllm_flags=True)
 
-    p = sub.add_parser("simulate", help="simulate a suite under each policy and the oracle")
-    p.add_argument("--suite", default="mixed")
-    p.add_argument("--programs", type=int, default=1000)
-    p.add_argument("--rate", type=float, default=0.5)
-    p.add_argument("--policies", default="fcfs,mlfq,plas,atlas")
+    p = sub.add_parser("simulate", help="simulate a suite under each policy, on a cost profile")
+    p.add_argument("--suite", default="mixed", help="chatbot, react, lats or mixed")
+    p.add_argument("--programs", type=int, default=1000, help="programs per rate")
+    p.add_argument("--rates", default="0.5", help="programs/s, comma-separated")
+    p.add_argument("--policies", default="fcfs,mlfq,plas,atlas,srpt",
+                   help="policies, or vllm (fcfs without prefix caching)")
+    p.add_argument("--profile", default="cpu-smollm2",
+                   help="a100-llama3.1-8b, h100-llama3.1-8b, cpu-smollm2 or a JSON path")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--token-scale", type=float, default=d.token_scale)
-    p.add_argument("--call-scale", type=float, default=d.call_scale)
-    p.add_argument("--max-num-seqs", type=int, default=d.max_num_seqs)
-    p.add_argument("--cost", default=None, help="StepCost JSON (fit_step_cost.py)")
+    p.add_argument("--token-scale", type=float, default=1.0)
+    p.add_argument("--call-scale", type=float, default=1.0)
+    p.add_argument("--max-num-seqs", type=int, default=None, help="default: the profile's")
+    p.add_argument("--num-gpu-blocks", type=int, default=None, help="default: the profile's")
+    p.add_argument("--preemption", default="swap", choices=["swap", "recompute"])
+    p.add_argument("--no-prefix-caching", action="store_true")
+    p.add_argument("--slo", type=float, default=None, help="s/token for throughput at SLO")
+    p.add_argument("--out", default=None, help="folder for JSON, Markdown, PNG")
     p.set_defaults(func=_simulate)
 
 

@@ -22,6 +22,7 @@ so parallel calls of one program share one priority (the critical path so far).
 
 from __future__ import annotations
 
+import math
 from abc import ABC
 
 from autellix_engine.policy.calls import CallState
@@ -34,6 +35,8 @@ class Policy(ABC):
     kind: PolicyKind
     #: Whether a waiting call of a better queue may evict a running call.
     preemptive: bool = False
+    #: Whether using up ``CallState.quantum_left`` moves a call to a lower queue.
+    demotes: bool = False
 
     def __init__(self, config: PolicyConfig | None = None) -> None:
         self.config = config or PolicyConfig()
@@ -68,13 +71,11 @@ class Policy(ABC):
         call.stats.wait += amount
         return False
 
-    def record_waits(self, calls: list[CallState], amount: float) -> list[CallState]:
-        """:meth:`record_wait` for many calls (the per-step hot path of the engine);
-        returns the calls whose queue changed."""
-        for call in calls:
-            call.wait += amount
-            call.stats.wait += amount
-        return []
+    def wait_until_promotion(self, call: CallState) -> float:
+        """Waiting (in service units) after which :meth:`record_wait` would promote
+        ``call``, counted from now; ``math.inf`` if it never would. The wait ledger
+        (``autellix_engine.policy.waits``) schedules promotions with it."""
+        return math.inf
 
     # -- ordering and program update (pure) -------------------------------------
     @staticmethod
@@ -104,6 +105,7 @@ class _MultiLevelPolicy(Policy):
     """Shared demotion and anti-starvation logic of the multi-level policies."""
 
     preemptive = True
+    demotes = True
 
     def _apply_quantum(self, call: CallState, amount: float) -> bool:
         call.quantum_left -= amount
@@ -118,21 +120,24 @@ class _MultiLevelPolicy(Policy):
         return changed
 
     def record_wait(self, call: CallState, amount: float) -> bool:
-        return bool(self.record_waits([call], amount))
-
-    def record_waits(self, calls: list[CallState], amount: float) -> list[CallState]:
-        changed = []
-        for call in calls:
-            call.wait += amount
-            call.stats.wait += amount
-            if call.level and self._is_starved(call):
-                self._promote(call)
-                changed.append(call)
-        return changed
+        super().record_wait(call, amount)
+        if call.level and self._is_starved(call):
+            self._promote(call)
+            return True
+        return False
 
     def _is_starved(self, call: CallState) -> bool:
         waited, served = self.starvation_terms(call)
-        return waited >= self.config.beta * max(served, self.config.starvation_floor)
+        return waited >= self._starvation_threshold(served)
+
+    def _starvation_threshold(self, served: float) -> float:
+        return self.config.beta * max(served, self.config.starvation_floor)
+
+    def wait_until_promotion(self, call: CallState) -> float:
+        if not call.level:
+            return math.inf
+        waited, served = self.starvation_terms(call)
+        return max(0.0, self._starvation_threshold(served) - waited)
 
     def _promote(self, call: CallState) -> None:
         self._enter(call, 0)

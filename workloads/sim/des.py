@@ -1,68 +1,101 @@
-"""A discrete-event simulator of continuous batching that runs the engine's policy code.
+"""A discrete-event simulator of one vLLM V1 engine that runs the engine's policy code.
 
 It replays ``workloads`` programs (stages of parallel calls, tool latency between
-stages) on a model of one vLLM engine:
+stages) on a model of the physics that make a GPU engine queue
+(``autellix_workloads.sim.profile`` gives the costs, ``.kvcache`` the memory):
 
-* each step, up to ``max_num_seqs`` calls run; preemptive policies rebuild the batch in
-  strict priority order (the order ``autellix_engine.scheduler`` obtains by preempting), FCFS
-  keeps running calls and admits waiting ones in arrival order;
-* a newly admitted call first computes its prompt (one prefill step); a preempted call
-  recomputes its prompt and the tokens it had generated when it resumes (vLLM V1
-  preempts by recomputation);
-* the step costs ``StepCost``: ``base + per_decode * decode calls + per_prefill * prefill
-  tokens``, fitted to the real engine (``benchmarks/fit_step_cost.py``);
-* service and waiting are charged exactly as ``AutellixScheduler`` charges them (tokens
-  unit: decode + weighted prefill; one unit of waiting per step), through the same
-  ``Policy`` and ``ProcessTable`` objects.
+* **KV memory in blocks.** A call holds the blocks of its context; a waiting call is
+  admitted only when its first chunk's blocks can be allocated; a decoding call needs a
+  new block every ``block_size`` tokens, and when none is left the engine preempts its
+  lowest-priority running call (vLLM: the last admitted under FCFS).
+* **Prefix caching with LRU eviction.** A finished call leaves its context cached for the
+  program's next call; a suite's system prompt is shared; freed prefixes are evicted
+  least recently freed first. Off (``prefix_caching=False``), every call computes its
+  whole prompt.
+* **Chunked prefill.** Each step has a token budget (``max_num_batched_tokens``): one
+  token per decoding call first, the rest in chunks to calls still computing prompts.
+* **Preemption** by recomputation (blocks freed but cached; the resumed call recomputes
+  what was evicted) or by swapping to a host pool at PCIe bandwidth (``preemption``);
+  a preemptive policy evicts a running call for a better waiting one, as
+  ``autellix_engine.scheduler`` does.
+* **Step time** from the profile: GEMMs by batch tokens, decode attention by total
+  context, prefill attention, LM head, per-step CPU work, swap copies.
 
-Speed: when nothing changes (no arrival, completion, admission or demotion), several
-identical steps are taken at once (at most ``max_jump``). Anti-starvation promotions are
-then checked at the end of the jump, so they can come up to ``max_jump`` steps late.
-Prefix caching is modelled as perfect: a call's prefill is only its new prompt tokens.
+Service and waiting are charged as ``AutellixScheduler`` charges them (tokens unit:
+decode tokens + weighted prefill tokens; one unit of waiting per step, through the same
+``WaitLedger``), to the same ``Policy`` and ``ProcessTable`` objects.
+
+Speed: the engine's per-step work is per running call, but between events (an arrival,
+a completion, a demotion, a promotion, a block that cannot be allocated, a prefill)
+every decoding call just gains one token per step, so the simulator advances all of
+them at once: decoding calls are charged lazily when something happens to them, step
+times are summed in closed form (the context term grows linearly), and block demand is
+counted per position within a block. ``max_jump`` caps that (1: step by step) for
+checks; results do not depend on it.
 """
 
 from __future__ import annotations
 
 import heapq
-import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from autellix_engine.policy.calls import CallState
-from autellix_engine.policy.config import PolicyConfig
+from autellix_engine.policy.config import PolicyConfig, ServiceUnit
 from autellix_engine.policy.policies import Policy, create_policy
 from autellix_engine.policy.process_table import ProcessTable
+from autellix_engine.policy.waits import WaitLedger
 from autellix_workloads.metrics import ProgramOutcome
+from autellix_workloads.sim.kvcache import BlockPool, HostPool
+from autellix_workloads.sim.profile import CostProfile
 from autellix_workloads.spec import ProgramSpec
 
-
-@dataclass(frozen=True, slots=True)
-class StepCost:
-    """Seconds per engine step: base + per_decode * decodes + per_prefill * prefill tokens."""
-
-    base: float
-    per_decode: float
-    per_prefill: float
-
-    def __call__(self, decodes: int, prefill_tokens: int) -> float:
-        return self.base + self.per_decode * decodes + self.per_prefill * prefill_tokens
-
-    @classmethod
-    def load(cls, path: Path) -> StepCost:
-        data = json.loads(Path(path).read_text())
-        return cls(data["base"], data["per_decode"], data["per_prefill"])
+PREEMPTION_MODES = ("recompute", "swap")
+_WAIT, _PREFILL, _DECODE, _DONE = range(4)
 
 
-@dataclass(slots=True)
-class _Call:
-    state: CallState
-    program: _Program
-    prompt: int
-    output: int
-    generated: int = 0
-    prefilled: bool = False
-    running: bool = False
+@dataclass
+class SimConfig:
+    """What to simulate; ``None`` limits come from the profile."""
+
+    profile: CostProfile = field(default_factory=lambda: CostProfile.load("cpu-smollm2"))
+    policy_config: PolicyConfig = field(default_factory=PolicyConfig)
+    max_num_seqs: int | None = None
+    max_num_batched_tokens: int | None = None
+    num_gpu_blocks: int | None = None  # None: the profile's memory arithmetic
+    num_host_blocks: int | None = None
+    #: ``"swap"``: our engine's default where the swap extension is built (``make
+    #: setup`` builds it); ``"recompute"``: stock vLLM V1.
+    preemption: str = "swap"
+    prefix_caching: bool = True
+    #: Chat-template tokens each call adds to its prompt. SmolLM2's template: 31 for a
+    #: program's first one-message chat (default system prompt included), ~6 per later
+    #: message; 16 is a per-call average for the suites' mix.
+    prompt_overhead_tokens: int = 16
+    max_jump: int | None = None  # most steps advanced at once (None: no cap)
+
+    def __post_init__(self) -> None:
+        if self.preemption not in PREEMPTION_MODES:
+            raise ValueError(f"preemption must be one of {PREEMPTION_MODES}")
+        if self.policy_config.service_unit is not ServiceUnit.TOKENS:
+            raise ValueError("the simulator charges service in the tokens unit only")
+        if self.max_jump is not None and self.max_jump < 1:
+            raise ValueError("max_jump must be >= 1")
+
+
+@dataclass
+class SimStats:
+    """Engine-wide counters of one run."""
+
+    steps: int = 0
+    preemptions: int = 0
+    swapped_out_blocks: int = 0
+    recomputed_tokens: int = 0  # prefill tokens computed again after preemption
+    prefill_tokens: int = 0
+    prefix_hit_tokens: int = 0
+    evicted_blocks: int = 0
+    peak_used_blocks: int = 0
+    events: int = 0  # loop iterations (one or many steps each)
 
 
 @dataclass(slots=True)
@@ -70,6 +103,7 @@ class _Program:
     spec: ProgramSpec
     stage: int = 0
     open_calls: int = 0
+    history: int = 0  # conversation tokens so far (system prompt excluded)
     tokens: int = 0
     queue_wait_s: float = 0.0
     execution_s: float = 0.0
@@ -77,158 +111,551 @@ class _Program:
     remaining_tokens: int = 0  # for the clairvoyant oracle
 
 
-@dataclass
-class SimConfig:
-    max_num_seqs: int = 8
-    cost: StepCost = field(default_factory=lambda: StepCost(0.03, 0.002, 0.0003))
-    policy_config: PolicyConfig = field(default_factory=PolicyConfig)
-    max_jump: int = 32
-    recompute_on_preempt: bool = True  # False: resume without a prefill step (toy checks)
-    #: On resume after preemption, vLLM recomputes only what the prefix cache lost. With
-    #: a KV cache far larger than the batch (the default engine's), a preempted call's
-    #: full blocks stay cached: only its last, partial block (``block_size``) is
-    #: recomputed. Set ``cached_resume=False`` to charge the whole context instead.
-    cached_resume: bool = True
-    block_size: int = 16
-    #: Chat-template tokens each call adds to its prefill. SmolLM2's template: 31 for a
-    #: program's first one-message chat (default system prompt included), ~6 per later
-    #: message; 16 is a per-call average for the suites' mix.
-    prompt_overhead_tokens: int = 16
+@dataclass(slots=True, eq=False)
+class _Call:
+    state: CallState
+    prog: _Program
+    system: int  # shared system-prompt tokens at the head of its prompt
+    prompt: int  # all prompt tokens (system + history + new)
+    output: int
+    sequential: bool  # its context is the program's next prompt prefix
+    target: int = 0  # tokens to compute before sampling (prompt; all tokens on resume)
+    computed: int = 0  # tokens whose KV is computed (while running or swapped)
+    generated: int = 0
+    held: int = 0  # own device blocks (the shared system blocks excluded)
+    sys_blocks: int = 0  # full system-prompt blocks it shares (0: not sharing)
+    swapped: int = 0  # blocks in the host pool
+    phase: int = _WAIT
+    order: int = 0  # admission order (FCFS evicts the last admitted)
+    token: int = 0  # validity of its heap entries
+    bucket: int = -1  # position-in-block class while decoding
+    # A decoding call is charged lazily from (base_n, base_gen, base_x, base_t).
+    base_n: int = 0
+    base_gen: int = 0
+    base_x: int = 0
+    base_t: float = 0.0
 
 
 def simulate(programs: list[ProgramSpec], policy_name: str, cfg: SimConfig | None = None
              ) -> list[ProgramOutcome]:
     """Simulate ``programs`` under a policy; one outcome per program."""
-    return _Sim(programs, create_policy(policy_name, (cfg or SimConfig()).policy_config),
-                cfg or SimConfig()).run()
+    return Simulator(programs, policy_name, cfg).run()
 
 
-class _Sim:
-    def __init__(self, programs: list[ProgramSpec], policy: Policy, cfg: SimConfig) -> None:
-        self.policy, self.cfg = policy, cfg
-        self.table = ProcessTable(policy.updated_program_service, ttl_s=math.inf)
-        self.now = 0.0
-        self.seq = 0
-        self.events: list[tuple[float, int, _Program]] = []  # (time, seq, program) stage starts
-        self.active: list[_Call] = []
+class Simulator:
+    """One run; ``stats`` holds the engine-wide counters after :meth:`run`."""
+
+    def __init__(self, programs: list[ProgramSpec], policy_name: str,
+                 cfg: SimConfig | None = None) -> None:
+        cfg = cfg or SimConfig()
+        prof = cfg.profile
+        self.cfg, self.prof = cfg, prof
+        self.policy: Policy = create_policy(policy_name, cfg.policy_config)
+        self.table = ProcessTable(self.policy.updated_program_service, ttl_s=math.inf)
+        self.waits = WaitLedger(self.policy)
+        self.pool = BlockPool(cfg.num_gpu_blocks or prof.num_gpu_blocks)
+        self.host = HostPool(prof.num_host_blocks if cfg.num_host_blocks is None
+                             else cfg.num_host_blocks)
+        self.bs = prof.block_size
+        self.max_seqs = cfg.max_num_seqs or prof.max_num_seqs
+        self.budget = cfg.max_num_batched_tokens or prof.max_num_batched_tokens
+        self.stats = SimStats()
+        self.now, self.n, self.seq, self.orders = 0.0, 0, 0, 0
+        self.events: list[tuple[float, int, _Program]] = []  # stage starts
+        self.waiting: list[tuple[tuple, int, int, _Call]] = []  # (key, seq, token, call)
+        self.victims: list[tuple[tuple, int, int, _Call]] = []  # worst running first
+        self.finishes: list[tuple[int, int, int, _Call]] = []  # (step, seq, token, call)
+        self.demotions: list[tuple[int, int, int, _Call]] = []
+        self.prefilling: list[_Call] = []
+        self.decoding: dict[int, _Call] = {}
+        self.buckets: list[set[_Call]] = [set() for _ in range(self.bs)]
+        self.context = 0  # Σ KV tokens of the decoding calls, at step n
+        self.n_waiting = 0
+        self.swap_tokens = 0  # to copy in the next step
         self.outcomes: list[ProgramOutcome] = []
+        self.calls: dict[str, _Call] = {}  # active, by call id
         for spec in programs:
-            prog = _Program(spec, remaining_tokens=spec.output_tokens)
-            self._schedule_stage(prog, spec.arrival_s)
+            self._push_event(_Program(spec, remaining_tokens=spec.output_tokens), spec.arrival_s)
 
-    def _schedule_stage(self, prog: _Program, at: float) -> None:
+    # -- programs ------------------------------------------------------------------
+    def _push_event(self, prog: _Program, at: float) -> None:
         heapq.heappush(self.events, (at, self.seq, prog))
         self.seq += 1
 
     def _start_stage(self, prog: _Program) -> None:
-        stage = prog.spec.stages[prog.stage]
+        spec = prog.spec
+        stage = spec.stages[prog.stage]
         prog.open_calls = len(stage)
+        sequential = len(stage) == 1
         for i, c in enumerate(stage):
-            ticket = self.table.begin_call(prog.spec.program_id, f"s{prog.stage}t{i}")
-            state = CallState(ticket.call_id, prog.spec.program_id, ticket.thread_id, self.now,
+            ticket = self.table.begin_call(spec.program_id, f"s{prog.stage}t{i}")
+            state = CallState(ticket.call_id, spec.program_id, ticket.thread_id, self.now,
                               self.seq, ticket.program_service, ticket.program_wait,
                               remaining_work=prog.remaining_tokens)  # read by srpt only
             self.seq += 1
             self.policy.admit(state)
-            prompt = c.prompt_tokens + (prog.spec.system_tokens if prog.stage == 0 else 0)
+            prompt = spec.system_tokens + prog.history + c.prompt_tokens
             prompt += self.cfg.prompt_overhead_tokens
-            self.active.append(_Call(state, prog, prompt, c.output_tokens))
+            call = _Call(state, prog, spec.system_tokens, prompt, c.output_tokens, sequential,
+                         target=prompt)
+            self.calls[state.call_id] = call
+            self._enqueue(call)
 
-    def run(self) -> list[ProgramOutcome]:
-        while self.events or self.active:
-            while self.events and self.events[0][0] <= self.now:
-                _, _, prog = heapq.heappop(self.events)
-                self._start_stage(prog)
-            if not self.active:
-                self.now = self.events[0][0]
-                continue
-            self._step()
-        return self.outcomes
-
-    def _batch(self) -> list[_Call]:
-        key = lambda c: self.policy.sort_key(c.state)  # noqa: E731
-        limit = self.cfg.max_num_seqs
-        if self.policy.preemptive:
-            return sorted(self.active, key=key)[:limit]
-        kept = [c for c in self.active if c.running]
-        waiting = sorted((c for c in self.active if not c.running), key=key)
-        return kept + waiting[: limit - len(kept)]
-
-    def _step(self) -> None:
-        batch = self._batch()
-        chosen = set(map(id, batch))
-        for c in self.active:
-            if c.running and id(c) not in chosen:  # preempted: KV dropped, recompute later
-                c.running = False
-                c.prefilled = not self.cfg.recompute_on_preempt
-                c.program.preemptions += 1
-            c.running = id(c) in chosen
-        prefill = [c for c in batch if not c.prefilled]
-        decode = [c for c in batch if c.prefilled]
-        waiting = [c for c in self.active if not c.running]
-        if prefill:
-            self._advance(1, prefill, decode, waiting)
-        else:
-            self._advance(self._jump(decode), [], decode, waiting)
-
-    def _jump(self, decode: list[_Call]) -> int:
-        k = self.cfg.max_jump
-        for c in decode:
-            k = min(k, c.output - c.generated)
-            if math.isfinite(c.state.quantum_left):  # stop where it would demote
-                k = min(k, max(1, math.ceil(c.state.quantum_left)))
-        if self.events:
-            step = self.cfg.cost(len(decode), 0)
-            k = min(k, max(1, math.ceil((self.events[0][0] - self.now) / step)))
-        return max(1, k)
-
-    def _advance(self, k: int, prefill: list[_Call], decode: list[_Call],
-                 waiting: list[_Call]) -> None:
-        tokens = sum(self._prefill_tokens(c) for c in prefill)
-        dt = k * self.cfg.cost(len(decode), tokens)
-        self.now += dt
-        weight = self.cfg.policy_config.prefill_token_weight
-        for c in prefill:
-            c.prefilled = True
-            c.program.execution_s += dt
-            self.policy.record_service(c.state, weight * self._prefill_tokens(c))
-            if c.generated == 0:  # the prefill step samples the first token
-                self._emit(c, 1)
-        for c in decode:
-            c.program.execution_s += dt
-            self.policy.record_service(c.state, float(k))
-            self._emit(c, k)
-        for c in waiting:
-            c.program.queue_wait_s += dt
-        self.policy.record_waits([c.state for c in waiting], float(k))
-        # In admission order, so same-time arrivals keep program order (tie-breaking).
-        for c in [c for c in self.active if c.generated >= c.output]:
-            self._complete(c)
-
-    def _prefill_tokens(self, c: _Call) -> int:
-        if c.generated == 0:
-            return c.prompt
-        context = c.prompt + c.generated
-        return context % self.cfg.block_size if self.cfg.cached_resume else context
-
-    def _emit(self, c: _Call, n: int) -> None:
-        c.generated += n
-        c.program.tokens += n
-        c.program.remaining_tokens -= n
-
-    def _complete(self, c: _Call) -> None:
-        self.active.remove(c)
-        prog = c.program
-        self.table.complete_call(prog.spec.program_id, c.state.call_id, c.state.stats)
-        prog.open_calls -= 1
-        if prog.open_calls:
-            return
-        prog.stage += 1
-        if prog.stage < len(prog.spec.stages):
-            self._schedule_stage(prog, self.now + prog.spec.tool_latency_s)
-            return
+    def _finish_program(self, prog: _Program) -> None:
         self.table.end_program(prog.spec.program_id)
         s = prog.spec
         self.outcomes.append(ProgramOutcome(
             s.program_id, s.suite, s.arrival_s, self.now, prog.tokens, s.num_calls,
             prog.queue_wait_s, prog.execution_s, prog.preemptions))
+
+    # -- queues ----------------------------------------------------------------------
+    def _enqueue(self, c: _Call) -> None:
+        c.phase = _WAIT
+        c.token += 1
+        self.n_waiting += 1
+        self.waits.start(c.state)
+        heapq.heappush(self.waiting, (self.policy.sort_key(c.state), c.state.seq, c.token, c))
+
+    def _best_waiting(self) -> _Call | None:
+        while self.waiting:
+            _, _, token, c = self.waiting[0]
+            if c.phase == _WAIT and c.token == token:
+                return c
+            heapq.heappop(self.waiting)
+        return None
+
+    def _victim_rank(self, c: _Call) -> tuple:
+        """Larger is evicted first: the worst queue position, or (FCFS, as vLLM) the
+        last admitted."""
+        if self.policy.preemptive:
+            return self.policy.sort_key(c.state)
+        return (c.order,)
+
+    def _push_running(self, c: _Call) -> None:
+        c.token += 1
+        neg = tuple(-x for x in self._victim_rank(c))
+        heapq.heappush(self.victims, (neg, c.state.seq, c.token, c))
+
+    def _worst_running(self) -> _Call | None:
+        while self.victims:
+            _, _, token, c = self.victims[0]
+            if c.phase in (_PREFILL, _DECODE) and c.token == token:
+                return c
+            heapq.heappop(self.victims)
+        return None
+
+    @property
+    def _running(self) -> int:
+        return len(self.prefilling) + len(self.decoding)
+
+    # -- the loop ----------------------------------------------------------------------
+    def run(self) -> list[ProgramOutcome]:
+        while self.events or self._running or self.n_waiting:
+            while self.events and self.events[0][0] <= self.now:
+                self._start_stage(heapq.heappop(self.events)[2])
+            if not (self._running or self.n_waiting):
+                self.now = self.events[0][0]
+                continue
+            self.stats.events += 1
+            self._iterate()
+        self.stats.evicted_blocks = self.pool.evicted
+        return self.outcomes
+
+    def _iterate(self) -> None:
+        if self.policy.preemptive:
+            self._preempt_for_waiting()
+        need = len(self.buckets[-self.n % self.bs]) if self.decoding else 0
+        if need > self.pool.available:
+            self._allocate_decode_blocks_one_by_one()
+            vllm_preempted, need = True, 0
+        else:
+            self.pool.allocate(need)
+            vllm_preempted = False
+        chunks: list[tuple[_Call, int]] = []
+        left = self.budget - len(self.decoding)
+        vllm_preempted |= self._schedule_prefills(chunks, left)
+        left -= sum(n for _, n in chunks)
+        if not vllm_preempted:
+            self._admit(chunks, left)
+        if chunks or self.swap_tokens:
+            self._step(chunks)
+        elif self.decoding:
+            self._jump(need)
+        else:
+            self._idle()
+
+    def _idle(self) -> None:
+        """Nothing runs (memory or slots exhausted by nothing?): wait for an event."""
+        if not self.events:
+            raise RuntimeError("simulation stalled: waiting calls that can never run "
+                               f"({self.n_waiting} waiting, {self.pool})")
+        self.now = max(self.now, self.events[0][0])
+
+    # -- scheduling ------------------------------------------------------------------------
+    def _preempt_for_waiting(self) -> None:
+        """Evict running calls of a worse queue that block better waiting calls, as
+        the scheduler's ``_preempt_for_waiting`` does: walk the best waiting calls,
+        give each a free slot and blocks if there are any, else the worst running
+        call's place if that call is worse."""
+        best = self._best_waiting()
+        worst = self._worst_running()
+        key = self.policy.sort_key
+        if best is None or worst is None or key(worst.state) <= key(best.state):
+            return
+        slots = self.max_seqs - self._running
+        reserved = 0
+        taken: list[tuple[tuple, int, int, _Call]] = []
+        for _ in range(self._running + max(slots, 0)):
+            cand = self._best_waiting()
+            if cand is None:
+                break
+            taken.append(heapq.heappop(self.waiting))
+            need = -(-cand.target // self.bs)
+            if slots > 0 and need <= self.pool.available - reserved:
+                slots -= 1
+                reserved += need
+                continue
+            victim = self._worst_running()
+            if victim is None or key(victim.state) <= key(cand.state):
+                break
+            self._preempt(victim)
+            reserved += need
+        for entry in taken:
+            heapq.heappush(self.waiting, entry)
+
+    def _allocate_decode_blocks_one_by_one(self) -> None:
+        """This step's decoding calls that start a new block, best first; when none is
+        left, evict the lowest-priority running call (vLLM's own preemption)."""
+        needy = sorted(self.buckets[-self.n % self.bs], key=self._victim_rank)
+        for c in needy:
+            while c.phase == _DECODE and not self.pool.allocate(1):
+                self._preempt(self._worst_running())
+
+    def _schedule_prefills(self, chunks: list[tuple[_Call, int]], left: int) -> bool:
+        """Chunks for running calls still computing their prompt; True if a block
+        shortage made the engine preempt."""
+        preempted = False
+        for c in sorted(self.prefilling, key=self._victim_rank):
+            if left <= 0:
+                break
+            if c.phase != _PREFILL:
+                continue  # preempted below, for a better call
+            n = min(c.target - c.computed, left)
+            while c.phase == _PREFILL and not self.pool.allocate(self._blocks_for(c, n)):
+                self._preempt(self._worst_running())
+                preempted = True
+            if c.phase == _PREFILL:
+                c.held += self._blocks_for(c, n)
+                chunks.append((c, n))
+                left -= n
+        return preempted
+
+    def _blocks_for(self, c: _Call, n: int) -> int:
+        """New own blocks for computing ``n`` more tokens of ``c``."""
+        return self._own_blocks(c, c.computed + n) - c.held
+
+    def _own_blocks(self, c: _Call, tokens: int) -> int:
+        return max(0, -(-tokens // self.bs) - c.sys_blocks)
+
+    def _admit(self, chunks: list[tuple[_Call, int]], left: int) -> None:
+        """Admit waiting calls in the policy's order while slots, budget and blocks
+        last (vLLM stops at the first that does not fit)."""
+        while left > 0 and self._running < self.max_seqs:
+            c = self._best_waiting()
+            if c is None or not self._start_running(c, left, chunks):
+                return
+            left -= chunks[-1][1] if chunks and chunks[-1][0] is c else 0
+
+    def _start_running(self, c: _Call, left: int, chunks: list[tuple[_Call, int]]) -> bool:
+        pool = self.pool
+        if c.swapped:  # swap-in: its KV comes back whole (plus this step's new block)
+            extra = int(c.computed >= c.target and c.computed % self.bs == 0)
+            if not pool.allocate(c.swapped + extra):
+                return False
+            self.host.release(c.swapped)
+            self.swap_tokens += c.swapped * self.bs
+            c.held, c.swapped = c.swapped + extra, 0
+            self._leave_waiting(c)
+            if c.computed >= c.target:
+                self._start_decoding(c)
+            else:
+                self._to_prefill(c)
+            return True
+        caching, bs = self.cfg.prefix_caching, self.bs
+        hit_tokens = 0
+        sys_key = ("sys", c.prog.spec.suite)
+        if caching and c.system >= bs:
+            sys_hit, ok = pool.acquire_shared(sys_key, c.system // bs)
+            if not ok:
+                return False
+            c.sys_blocks = c.system // bs
+            hit_tokens = sys_hit * bs
+        call_key = ("call", c.state.call_id)
+        key = call_key if c.state.stats.preemptions else ("prog", c.prog.spec.program_id)
+        own_hit = 0
+        if caching and (hit_tokens or not c.sys_blocks):  # prefixes chain from the start
+            own_hit = pool.hit(key, max(0, (c.target - 1) // bs - c.sys_blocks))
+        c.held, c.computed = own_hit, hit_tokens + own_hit * bs
+        n = min(c.target - c.computed, left)
+        new = self._blocks_for(c, n)
+        if not pool.allocate(new):
+            pool.release(own_hit, key, own_hit)
+            if c.sys_blocks:
+                pool.release_shared(sys_key)
+            c.held = c.sys_blocks = c.computed = 0
+            return False
+        if key is call_key:
+            pool.drop(key)  # what its resumption could not use
+        c.held += new
+        self.stats.prefix_hit_tokens += c.computed
+        self._leave_waiting(c)
+        self._to_prefill(c)
+        chunks.append((c, n))
+        return True
+
+    def _leave_waiting(self, c: _Call) -> None:
+        self.n_waiting -= 1
+        self.waits.stop(c.state.call_id)
+        c.order = self.orders
+        self.orders += 1
+
+    def _to_prefill(self, c: _Call) -> None:
+        c.phase = _PREFILL
+        self.prefilling.append(c)
+        self._push_running(c)
+
+    # -- running calls ------------------------------------------------------------------
+    def _start_decoding(self, c: _Call) -> None:
+        """``c`` has its whole context in KV and one more token to compute per step."""
+        c.phase = _DECODE
+        c.base_n, c.base_gen, c.base_x, c.base_t = self.n, c.generated, c.computed, self.now
+        self.decoding[id(c)] = c
+        c.bucket = (c.computed - self.n) % self.bs  # needs a block at steps n = -bucket
+        self.buckets[c.bucket].add(c)
+        self.context += c.computed
+        self._push_running(c)
+        self._push_finish_and_demotion(c)
+
+    def _push_demotion(self, c: _Call) -> None:
+        left = c.state.quantum_left
+        if self.policy.demotes and math.isfinite(left):
+            at = c.base_n + max(1, math.ceil(left - 1e-9))
+            heapq.heappush(self.demotions, (at, c.state.seq, c.token, c))
+
+    def _settle(self, c: _Call) -> bool:
+        """Charge a decoding call's lazy steps up to now; True if its queue changed."""
+        steps = self.n - c.base_n
+        if not steps:
+            return False
+        c.generated += steps
+        c.computed += steps
+        c.prog.tokens += steps
+        c.prog.remaining_tokens -= steps
+        stats = c.state.stats
+        stats.decode_tokens += steps
+        stats.execution_s += self.now - c.base_t
+        c.base_n, c.base_gen, c.base_x, c.base_t = self.n, c.generated, c.computed, self.now
+        return self.policy.record_service(c.state, float(steps))
+
+    def _stop_decoding(self, c: _Call) -> None:
+        self._settle(c)
+        del self.decoding[id(c)]
+        self.buckets[c.bucket].discard(c)
+        self.context -= c.computed
+        c.held = self._own_blocks(c, c.computed)
+
+    def _preempt(self, c: _Call) -> None:
+        """Evict a running call: swap its KV to the host pool, or free it (cached) to be
+        recomputed on resumption."""
+        if c.phase == _DECODE:
+            self._stop_decoding(c)
+        else:
+            self.prefilling.remove(c)
+        self.stats.preemptions += 1
+        c.state.stats.preemptions += 1
+        c.prog.preemptions += 1
+        pool = self.pool
+        if self.cfg.preemption == "swap" and c.held and self.host.reserve(c.held):
+            c.state.stats.swap.swaps_out += 1
+            c.state.stats.swap.swapped_blocks += c.held
+            self.stats.swapped_out_blocks += c.held
+            self.swap_tokens += c.held * self.bs
+            pool.release(c.held)
+            c.swapped, c.held = c.held, 0
+        else:
+            keep = c.computed // self.bs - c.sys_blocks if self.cfg.prefix_caching else 0
+            pool.release(c.held, ("call", c.state.call_id), max(0, keep))
+            c.held = 0
+            c.target = c.prompt + c.generated  # recomputed, then it samples the next
+            c.computed = 0
+        if c.sys_blocks and not c.swapped:
+            pool.release_shared(("sys", c.prog.spec.suite))
+            c.sys_blocks = 0
+        self._enqueue(c)
+
+    # -- time --------------------------------------------------------------------------
+    def _step(self, chunks: list[tuple[_Call, int]]) -> None:
+        """One engine step with prefill chunks (or swaps): charged call by call."""
+        prof = self.prof
+        decodes = len(self.decoding)
+        prefill = sum(n for _, n in chunks)
+        finishing = sum(1 for c, n in chunks if c.computed + n >= c.target)
+        c2 = sum(n * n for _, n in chunks)
+        cp = sum(n * c.computed for c, n in chunks)
+        ms = prof.step_ms(prefill, decodes, self.context, c2, cp, decodes + finishing,
+                          len(chunks), self.swap_tokens)
+        self.swap_tokens = 0
+        dt = ms / 1000.0
+        self._advance(1, dt)
+        weight = self.cfg.policy_config.prefill_token_weight
+        changed, finished = [], []
+        for c, n in chunks:
+            stats = c.state.stats
+            stats.prefill_tokens += n
+            stats.execution_s += dt
+            stats.prefill_s += dt
+            self.stats.prefill_tokens += n
+            if c.generated:
+                self.stats.recomputed_tokens += n
+            c.computed += n
+            if self.policy.record_service(c.state, weight * n):
+                changed.append(c)
+            if c.computed >= c.target:  # the last chunk samples a token
+                self.prefilling.remove(c)
+                c.generated += 1
+                c.prog.tokens += 1
+                c.prog.remaining_tokens -= 1
+                if c.generated >= c.output:
+                    c.phase = _DONE
+                    finished.append(c)
+                    continue
+                self._start_decoding(c)
+        for c in changed:
+            if c.phase == _PREFILL:
+                self._push_running(c)
+        self._after_steps(finished)
+
+    def _jump(self, allocated: int) -> None:
+        """Advance every decoding call by as many steps as nothing else happens
+        (``allocated``: blocks the first of them already got)."""
+        k = self._steps_until_event(allocated)
+        B, d = len(self.decoding), self.prof.decode_attention_ms_per_context_token
+        fixed = self.prof.step_ms(0, B, 0)
+        ms = k * (fixed + d * self.context) + d * B * k * (k - 1) / 2
+        self.pool.allocate(self._blocks_needed(k) - allocated)
+        self._advance(k, ms / 1000.0)
+        self._after_steps()
+
+    def _advance(self, k: int, dt: float) -> None:
+        self.n += k
+        self.now += dt
+        self.context += len(self.decoding) * k
+        self.stats.steps += k
+        self.stats.peak_used_blocks = max(self.stats.peak_used_blocks, self.pool.used)
+        for state in self.waits.tick(float(k), dt):  # anti-starvation promotions
+            c = self.calls[state.call_id]
+            c.token += 1
+            heapq.heappush(self.waiting, (self.policy.sort_key(state), state.seq, c.token, c))
+
+    def _steps_until_event(self, allocated: int) -> int:
+        """Steps of pure decoding before anything but a token per call happens."""
+        n, k = self.n, self.cfg.max_jump or 1 << 40
+        for heap in (self.finishes, self.demotions):
+            while heap and heap[0][2] != heap[0][3].token:
+                heapq.heappop(heap)  # stale
+            if heap:
+                k = min(k, heap[0][0] - n)
+        promotion = self.waits.steps_to_next_promotion()
+        if self.policy.preemptive and math.isfinite(promotion):
+            k = min(k, math.ceil(promotion))
+        if self.events:
+            k = min(k, self._steps_until(self.events[0][0]))
+        return max(1, min(k, self._steps_fitting_memory(allocated)))
+
+    def _steps_until(self, t: float) -> int:
+        """Decode steps until the one that ends at or after time ``t``."""
+        gap = (t - self.now) * 1000.0
+        B, d = len(self.decoding), self.prof.decode_attention_ms_per_context_token
+        a = self.prof.step_ms(0, B, 0) + d * self.context  # the next step's ms
+        if gap <= a:
+            return 1
+        g = d * B / 2  # ms(k) = g k^2 + (a - g) k
+        if g <= 0:
+            return math.ceil(gap / a)
+        b = a - g
+        return max(1, math.ceil((-b + math.sqrt(b * b + 4 * g * gap)) / (2 * g) - 1e-9))
+
+    def _blocks_needed(self, k: int) -> int:
+        """New blocks the decoding calls need over the next ``k`` steps."""
+        bs, B = self.bs, len(self.decoding)
+        full, part = divmod(k, bs)
+        return full * B + sum(len(self.buckets[-(self.n + j) % bs]) for j in range(part))
+
+    def _steps_fitting_memory(self, allocated: int) -> int:
+        """Most steps whose new blocks the pool can provide, counting the
+        ``allocated`` blocks this step already got (0: not even this one)."""
+        bs, B = self.bs, len(self.decoding)
+        avail = self.pool.available + allocated
+        if not B:
+            return 1 << 40
+        cycles = max(0, avail // B - 1)  # each cycle of ``bs`` steps takes B blocks
+        k, need = cycles * bs, cycles * B
+        while True:
+            need += len(self.buckets[-(self.n + k) % bs])
+            if need > avail:
+                return k
+            k += 1
+
+    def _after_steps(self, finished: list[_Call] | None = None) -> None:
+        """Completions and demotions due at the current step. Completions go in
+        arrival order, so the stages they start keep the programs' order."""
+        n, finished = self.n, finished or []
+        while self.finishes and self.finishes[0][0] <= n:
+            _, _, token, c = heapq.heappop(self.finishes)
+            if c.token == token and c.phase == _DECODE:
+                self._stop_decoding(c)
+                finished.append(c)
+        for c in sorted(finished, key=lambda c: c.state.seq):
+            self._complete(c)
+        while self.demotions and self.demotions[0][0] <= n:
+            _, _, token, c = heapq.heappop(self.demotions)
+            if c.token == token and c.phase == _DECODE:
+                self._settle(c)
+                self._push_running(c)  # a new key (and token)
+                self._push_finish_and_demotion(c)
+
+    def _push_finish_and_demotion(self, c: _Call) -> None:
+        heapq.heappush(self.finishes, (c.base_n + c.output - c.generated, c.state.seq,
+                                       c.token, c))
+        self._push_demotion(c)
+
+    def _complete(self, c: _Call) -> None:
+        """A call produced its last token: free (and cache) its blocks, and move its
+        program on."""
+        c.phase = _DONE
+        c.token += 1
+        del self.calls[c.state.call_id]
+        pool, prog = self.pool, c.prog
+        pid = prog.spec.program_id
+        if self.cfg.prefix_caching and c.sequential:
+            keep = max(0, c.computed // self.bs - c.sys_blocks)
+            pool.release(c.held, ("prog", pid), min(keep, c.held))
+        else:
+            pool.release(c.held)
+        c.held = 0
+        if c.sys_blocks:
+            pool.release_shared(("sys", prog.spec.suite))
+        if c.sequential:
+            prog.history = c.prompt - c.system + c.output
+        stats = c.state.stats
+        prog.queue_wait_s += stats.queue_wait_s
+        prog.execution_s += stats.execution_s
+        self.table.complete_call(pid, c.state.call_id, stats)
+        prog.open_calls -= 1
+        if prog.open_calls:
+            return
+        prog.stage += 1
+        if prog.stage < len(prog.spec.stages):
+            self._push_event(prog, self.now + prog.spec.tool_latency_s)
+        else:
+            self._finish_program(prog)

@@ -7,11 +7,27 @@ from autellix_engine.policy import PolicyConfig, create_policy
 from autellix_workloads.generators import generate
 from autellix_workloads.metrics import summarize
 from autellix_workloads.sim import StepProgram, simulate_steps
-from autellix_workloads.sim.des import SimConfig, StepCost, simulate
+from autellix_workloads.sim.des import SimConfig, Simulator, simulate
+from autellix_workloads.sim.profile import CostProfile
 from autellix_workloads.spec import CallSpec, ProgramSpec
 
 TOY = {"A": [4, 3, 1, 1], "B": [3, 3, 4], "C": [1, 2], "D": [4]}
 TOY_CONFIG = PolicyConfig(num_queues=4, first_boundary=2, beta=100.0)
+
+
+def unit_profile(max_num_seqs=2):
+    """One second per step whatever it holds; memory never binds."""
+    return CostProfile(name="unit", description="toy", block_size=16, kv_bytes_per_token=1,
+                       max_num_seqs=max_num_seqs, max_num_batched_tokens=1 << 20,
+                       linear_ms={"tokens": [1, 2], "ms": [1000.0, 1000.0]},
+                       kv_cache_gib=1.0, host_swap_gib=1.0)
+
+
+def toy_config():
+    # Swaps cost nothing here, so a preempted call resumes without a prefill step, as
+    # in the unit-step simulator.
+    return SimConfig(profile=unit_profile(), policy_config=TOY_CONFIG, max_jump=1,
+                     preemption="swap", prompt_overhead_tokens=0)
 
 
 def toy_specs():
@@ -23,8 +39,7 @@ def toy_specs():
 
 @pytest.mark.parametrize("policy", ["fcfs", "mlfq", "plas", "atlas"])
 def test_toy_example_matches_the_unit_step_schedule(policy):
-    cfg = SimConfig(max_num_seqs=2, cost=StepCost(1.0, 0.0, 0.0), policy_config=TOY_CONFIG,
-                    max_jump=1, recompute_on_preempt=False, prompt_overhead_tokens=0)
+    cfg = toy_config()
     des = {o.program_id: o.completion_s for o in simulate(toy_specs(), policy, cfg)}
     steps = simulate_steps([StepProgram.sequential(n, ls) for n, ls in TOY.items()],
                            create_policy(policy, TOY_CONFIG), batch_size=2)
@@ -32,8 +47,7 @@ def test_toy_example_matches_the_unit_step_schedule(policy):
 
 
 def test_toy_total_waiting_orders_plas_before_mlfq_before_fcfs():
-    cfg = SimConfig(max_num_seqs=2, cost=StepCost(1.0, 0.0, 0.0), policy_config=TOY_CONFIG,
-                    max_jump=1, recompute_on_preempt=False, prompt_overhead_tokens=0)
+    cfg = toy_config()
     waiting = {}
     for policy in ("fcfs", "mlfq", "plas"):
         outs = simulate(toy_specs(), policy, cfg)
@@ -59,8 +73,78 @@ def test_the_clairvoyant_oracle_is_the_lower_bound():
     assert means["plas"] < means["fcfs"]
 
 
-def test_multi_step_jumps_change_little():
-    progs = generate("mixed", 200, 1.0, seed=0, token_scale=0.25, call_scale=0.25)
-    exact = summarize("atlas", 1.0, simulate(progs, "atlas", SimConfig(max_jump=1))).mean
-    fast = summarize("atlas", 1.0, simulate(progs, "atlas", SimConfig(max_jump=32))).mean
-    assert fast == pytest.approx(exact, rel=0.1)
+@pytest.mark.parametrize("policy", ["fcfs", "atlas", "srpt"])
+@pytest.mark.parametrize("preemption", ["swap", "recompute"])
+def test_jumping_over_steps_gives_the_step_by_step_result(policy, preemption):
+    """The lazy decode accounting and multi-step jumps are exact: the same outcomes as
+    simulating every step, here with a KV cache small enough to preempt and evict."""
+    progs = generate("mixed", 60, 4.0, seed=5, token_scale=0.25, call_scale=0.25)
+    cfg = dict(num_gpu_blocks=20, num_host_blocks=12, preemption=preemption)
+    exact = Simulator(progs, policy, SimConfig(max_jump=1, **cfg))
+    fast = Simulator(progs, policy, SimConfig(**cfg))
+    a = {o.program_id: o for o in exact.run()}
+    b = {o.program_id: o for o in fast.run()}
+    assert fast.stats.events < exact.stats.events * 0.75  # it did jump
+    assert exact.stats.preemptions > 0 and exact.stats.evicted_blocks > 0  # memory bound
+    assert a.keys() == b.keys()
+    for pid, o in a.items():
+        assert b[pid].completion_s == pytest.approx(o.completion_s, rel=1e-9)
+        assert (b[pid].tokens, b[pid].preemptions) == (o.tokens, o.preemptions)
+
+
+# -- memory ------------------------------------------------------------------------
+
+
+def one_call(name, arrival, prompt, output, suite="chatbot"):
+    return ProgramSpec(name, suite, arrival, ((CallSpec(prompt, output),),))
+
+
+def test_a_call_whose_blocks_do_not_fit_waits_for_memory():
+    # Each call needs 6 blocks for its prompt and grows to 7: two do not fit in 10.
+    progs = [one_call("a", 0.0, 96, 16), one_call("b", 0.0, 96, 16)]
+    cfg = dict(profile=unit_profile(max_num_seqs=8), prompt_overhead_tokens=0)
+    tight = {o.program_id: o for o in simulate(progs, "fcfs", SimConfig(num_gpu_blocks=10, **cfg))}
+    roomy = {o.program_id: o for o in simulate(progs, "fcfs", SimConfig(num_gpu_blocks=20, **cfg))}
+    assert roomy["a"].completion_s == roomy["b"].completion_s == 16.0  # side by side
+    assert tight["a"].completion_s == 16.0 and tight["a"].queue_wait_s == 0
+    assert tight["b"].completion_s == 32.0 and tight["b"].queue_wait_s == 16.0
+
+
+def test_a_programs_cached_context_is_evicted_by_others_and_recomputed():
+    # "a" makes two calls 100 s apart; in between "b" needs nearly the whole cache.
+    a = ProgramSpec("a", "chatbot", 0.0, ((CallSpec(160, 8),), (CallSpec(16, 8),)),
+                    tool_latency_s=100.0)
+    b = one_call("b", 20.0, 320, 8)
+    cfg = dict(profile=unit_profile(max_num_seqs=8), prompt_overhead_tokens=0)
+    kept = Simulator([a, b], "fcfs", SimConfig(num_gpu_blocks=40, **cfg))
+    kept.run()
+    evicted = Simulator([a, b], "fcfs", SimConfig(num_gpu_blocks=24, **cfg))
+    evicted.run()
+    # a's first call leaves (160 + 8 - 1) // 16 = 10 full blocks cached for its next call.
+    assert kept.stats.prefix_hit_tokens == 160
+    assert evicted.stats.prefix_hit_tokens < 160  # b's allocation took a's tail first
+    assert evicted.stats.evicted_blocks > 0
+    assert evicted.stats.prefill_tokens > kept.stats.prefill_tokens
+
+
+def test_swap_preemption_costs_its_copies_at_the_profiles_bandwidth():
+    import dataclasses
+
+    progs = [one_call("long", 0.0, 32, 200), one_call("short", 5.0, 32, 4)]
+    outs, stats = {}, {}
+    for ms in (0.0, 10.0):
+        prof = dataclasses.replace(unit_profile(max_num_seqs=1), swap_ms_per_token=ms)
+        sim = Simulator(progs, "srpt", SimConfig(profile=prof, prompt_overhead_tokens=0))
+        outs[ms] = {o.program_id: o.completion_s for o in sim.run()}
+        stats[ms] = sim.stats
+    assert stats[10.0].swapped_out_blocks == stats[0.0].swapped_out_blocks > 0
+    copied_tokens = 2 * stats[0.0].swapped_out_blocks * 16  # out, then back in
+    assert outs[10.0]["long"] - outs[0.0]["long"] == pytest.approx(copied_tokens * 0.010)
+    assert outs[0.0]["short"] < outs[0.0]["long"]  # the preemption let it through
+
+
+def test_a_call_that_can_never_fit_is_a_clear_error():
+    progs = [one_call("huge", 0.0, 1000, 4)]
+    cfg = SimConfig(profile=unit_profile(), num_gpu_blocks=10, prompt_overhead_tokens=0)
+    with pytest.raises(RuntimeError, match="can never run"):
+        simulate(progs, "fcfs", cfg)

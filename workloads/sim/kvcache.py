@@ -1,0 +1,134 @@
+"""The simulator's KV memory: device blocks with an LRU prefix cache, and a host swap pool.
+
+A model of vLLM V1's block pool at the granularity the simulator needs:
+
+* blocks are in use (held by a scheduled or preempted-but-cached call), cached (freed,
+  still holding a prefix that a later call can hit) or free;
+* allocation takes free blocks first and then evicts cached ones, least recently freed
+  first; within one freed chain the tail goes first (vLLM frees a request's blocks in
+  reverse order), so an entry shrinks from its end and its head stays hittable;
+* a hit moves a cached prefix back into use;
+* a shared prefix (a suite's system prompt) is held once while any call uses it.
+
+Cached prefixes are keyed by whoever can hit them: a program (its conversation so far,
+for its next call), a preempted call (its own context, for its resumption) or a shared
+system prompt.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class BlockPool:
+    """Device KV blocks. ``used + cached + free == capacity`` at all times."""
+
+    capacity: int
+    used: int = 0
+    cached: int = 0
+    evicted: int = 0  # cached blocks reclaimed for new allocations (a metric)
+    _lru: OrderedDict[Hashable, int] = field(default_factory=OrderedDict)
+    _shared: dict[Hashable, list[int]] = field(default_factory=dict)  # key -> [blocks, refs]
+
+    @property
+    def free(self) -> int:
+        return self.capacity - self.used - self.cached
+
+    @property
+    def available(self) -> int:
+        """Blocks an allocation can get: free plus evictable cached ones."""
+        return self.capacity - self.used
+
+    def allocate(self, n: int) -> bool:
+        """Put ``n`` blocks in use, evicting cached prefixes (LRU) if needed; False
+        (and nothing changed) if even that is not enough."""
+        if n > self.available:
+            return False
+        short = n - self.free
+        while short > 0:
+            key, blocks = next(iter(self._lru.items()))
+            take = min(short, blocks)
+            if take == blocks:
+                del self._lru[key]
+            else:
+                self._lru[key] = blocks - take  # the tail goes first; the head stays
+            self.cached -= take
+            self.evicted += take
+            short -= take
+        self.used += n
+        return True
+
+    def release(self, n: int, key: Hashable | None = None, keep: int = 0) -> None:
+        """Take ``n`` blocks out of use; ``keep`` of them stay cached under ``key``
+        (added to what it has cached, all of it now the most recently used)."""
+        if not 0 <= keep <= n <= self.used:
+            raise ValueError(f"cannot release {n} blocks keeping {keep} ({self.used} in use)")
+        self.used -= n
+        if key is not None and keep:
+            self._lru[key] = self._lru.pop(key, 0) + keep
+            self.cached += keep
+
+    def hit(self, key: Hashable, max_blocks: int) -> int:
+        """Move up to ``max_blocks`` of ``key``'s cached prefix into use; returns how
+        many. What is left of a longer entry stays cached."""
+        blocks = self._lru.get(key, 0)
+        take = min(blocks, max_blocks)
+        if not take:
+            return 0
+        if take == blocks:
+            del self._lru[key]
+        else:
+            self._lru[key] = blocks - take
+        self.cached -= take
+        self.used += take
+        return take
+
+    def drop(self, key: Hashable) -> None:
+        """Forget ``key``'s cached prefix (its blocks become free)."""
+        self.cached -= self._lru.pop(key, 0)
+
+    def cached_blocks(self, key: Hashable) -> int:
+        return self._lru.get(key, 0)
+
+    def acquire_shared(self, key: Hashable, blocks: int) -> tuple[int, bool]:
+        """One more user of a shared prefix of ``blocks`` blocks. Returns (blocks hit,
+        ok); the first user allocates what is not cached and computes it (0 hit)."""
+        entry = self._shared.get(key)
+        if entry is not None:
+            entry[1] += 1
+            return entry[0], True
+        hit = self.hit(key, blocks)
+        if not self.allocate(blocks - hit):
+            if hit:
+                self.release(hit, key, hit)
+            return 0, False
+        self._shared[key] = [blocks, 1]
+        return (blocks if hit == blocks else 0), True
+
+    def release_shared(self, key: Hashable) -> None:
+        """One user fewer; the last one leaves the prefix cached."""
+        entry = self._shared[key]
+        entry[1] -= 1
+        if entry[1] == 0:
+            del self._shared[key]
+            self.release(entry[0], key, entry[0])
+
+
+@dataclass
+class HostPool:
+    """The host swap pool: a count of blocks (its layout is the swap kernel's business)."""
+
+    capacity: int
+    used: int = 0
+
+    def reserve(self, n: int) -> bool:
+        if self.used + n > self.capacity:
+            return False
+        self.used += n
+        return True
+
+    def release(self, n: int) -> None:
+        self.used -= n
