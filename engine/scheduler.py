@@ -66,8 +66,8 @@ class _ProgramAwareMixin:
         self._calls: dict[str, CallState] = {}
         self._seq = 0
         self._level_changed: dict[str, CallState] = {}  # since the last decision step
-        self._step_work: dict[str, tuple[int, int]] = {}  # req -> (prefill, decode)
-        self._last_work: dict[str, tuple[int, int]] = {}  # the previous step's
+        self._step_tokens: dict[str, int] = {}  # req -> tokens this step schedules
+        self._last_tokens: dict[str, int] = {}  # the previous step's
         self._waits = WaitLedger(self._policy)  # every active call not scheduled
         self._step_started: float | None = None
         self._last_step_end = time.monotonic()
@@ -134,7 +134,7 @@ class _ProgramAwareMixin:
             if self._policy.preemptive:
                 self._preempt_for_waiting()
         output = super().schedule(throttle_prefills)
-        self._record_step_work(output.num_scheduled_tokens)
+        self._step_tokens = output.num_scheduled_tokens
         self._step_started = time.monotonic()
         return output
 
@@ -150,17 +150,6 @@ class _ProgramAwareMixin:
         self._charge_step(time.monotonic())
         return super().update_from_output(scheduler_output, model_runner_output)
 
-    def _record_step_work(self, num_scheduled_tokens: dict[str, int]) -> None:
-        work = {}
-        for req_id, n in num_scheduled_tokens.items():
-            req = self.requests.get(req_id)
-            if req is None:
-                continue
-            before = req.num_computed_tokens - n  # vLLM already advanced it
-            decode = n == 1 and before >= req.num_prompt_tokens
-            work[req_id] = (0, 1) if decode else (n, 0)
-        self._step_work = work
-
     def _charge_step(self, now: float) -> None:
         """Charge service to the calls the step ran and waiting to all the others
         (lazily, through the wait ledger: this step's cost is O(running calls))."""
@@ -169,32 +158,39 @@ class _ProgramAwareMixin:
         waited_s = max(0.0, now - self._last_step_end)
         self._last_step_end = now
         weight = self._policy_config.prefill_token_weight
-        policy, work, waits, calls = self._policy, self._step_work, self._waits, self._calls
+        policy, waits, calls, requests = self._policy, self._waits, self._calls, self.requests
+        tokens, last = self._step_tokens, self._last_tokens
         changed: list[CallState] = []
-        for req_id in self._last_work.keys() - work.keys():  # no longer scheduled
+        for req_id in last.keys() - tokens.keys():  # no longer scheduled: waits
             call = calls.get(req_id)
             if call is not None:
                 waits.start(call)
-        for req_id, (prefill, decode) in work.items():
-            call = calls.get(req_id)
-            if call is None:
-                continue
+        for req_id in tokens.keys() - last.keys():  # scheduled again: stops waiting
             if waits.stop(req_id):
-                changed.append(call)
+                changed.append(calls[req_id])
+        tokens_unit = self._tokens_unit
+        for req_id, n in tokens.items():
+            call = calls.get(req_id)
+            req = requests.get(req_id)
+            if call is None or req is None:
+                continue
             stats = call.stats
-            stats.prefill_tokens += prefill
-            stats.decode_tokens += decode
             stats.execution_s += step_s
-            if prefill:
+            # vLLM advanced num_computed_tokens when it scheduled the step.
+            if n == 1 and req.num_computed_tokens - 1 >= req.num_prompt_tokens:
+                stats.decode_tokens += 1
+                amount = 1.0
+            else:
+                stats.prefill_tokens += n
                 stats.prefill_s += step_s
-            amount = weight * prefill + decode if self._tokens_unit else step_s
-            if policy.record_service(call, amount):
+                amount = weight * n
+            if policy.record_service(call, amount if tokens_unit else step_s):
                 changed.append(call)
         changed += waits.tick(1.0 if self._tokens_unit else waited_s, waited_s)
         for call in changed:  # applied to request.priority at the next decision step
             self._level_changed[call.call_id] = call
-        self._last_work = work
-        self._step_work = {}
+        self._last_tokens = tokens
+        self._step_tokens = {}
         self._step_started = None
         self._steps_since_gc += 1
         if self._steps_since_gc >= 1000:
