@@ -52,7 +52,7 @@ bench: setup
 	$(PY) benchmarks/no_contention.py
 
 simulate: setup
-	$(VENV)/bin/autellix simulate --programs 10000
+	$(VENV)/bin/autellix simulate --profile a100-llama3.1-8b --suite mixed --rates 0.6 --programs 10000 --out sim-results
 
 clean:
 	rm -rf $(VENV) build *.egg-info

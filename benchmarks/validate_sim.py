@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="cpu-smollm2", help="cost profile (name or JSON)")
     parser.add_argument("--kv-cache-bytes", type=int, default=None,
                         help="the engine's KV cache (default: EngineConfig's 1 GiB)")
+    parser.add_argument("--max-model-len", type=int, default=BenchConfig.max_model_len,
+                        help="lower it with a small KV cache (vLLM needs one full context)")
     parser.add_argument("--suite", default="mixed")
     parser.add_argument("--rate", type=float, default=0.5)
     parser.add_argument("--programs", type=int, default=24)
@@ -47,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     vllm = {"kv_cache_memory_bytes": args.kv_cache_bytes} if args.kv_cache_bytes else {}
     cfg = BenchConfig(suite=args.suite, rates=[args.rate], policies=args.policies.split(","),
-                      num_programs=args.programs, seed=args.seed, vllm_kwargs=vllm)
+                      num_programs=args.programs, seed=args.seed, vllm_kwargs=vllm,
+                      max_model_len=args.max_model_len)
     if args.real_json:
         data = json.loads(Path(args.real_json).read_text())
         cfg = BenchConfig(**data["config"])

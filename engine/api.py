@@ -283,7 +283,7 @@ class AutellixEngine:
         ticket = self.table.begin_call(pid, thread)
         trace = dict(trace_context or {})
         tag = ProgramTag(pid, thread, ticket.program_service, ticket.program_wait,
-                         trace.get("traceparent"), remaining_work)
+                         trace.get("traceparent"), remaining_work, ticket.program_arrival)
         call = BackendCall(ticket.call_id, tuple(prompt_ids), sampling, tag, priority, trace)
         finished = False
         try:

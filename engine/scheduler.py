@@ -103,11 +103,11 @@ class _ProgramAwareMixin:
             request.sampling_params.extra_args if request.sampling_params else None,
             request.request_id, session_id=getattr(request, "session_id", None),
         )
-        service, wait = self._inherited(tag, request.request_id)
+        service, wait, program_arrival = self._inherited(tag, request)
         call = CallState(
             request.request_id, tag.program_id, tag.thread_id, request.arrival_time, self._seq,
             client_priority=request.priority, start_service=service, program_wait=wait,
-            remaining_work=tag.remaining_work or 0.0,
+            remaining_work=tag.remaining_work or 0.0, program_arrival=program_arrival,
         )
         self._seq += 1
         self._policy.admit(call)
@@ -117,15 +117,20 @@ class _ProgramAwareMixin:
         request.priority = self._policy.engine_priority(call)
         super().add_request(request)
 
-    def _inherited(self, tag: ProgramTag, request_id: str) -> tuple[float, float]:
-        """(service, wait) the call inherits: carried by the request, else local."""
+    def _inherited(self, tag: ProgramTag, request: Request) -> tuple[float, float, float]:
+        """(service, wait, program arrival) the call inherits: carried by the request,
+        else from the local table."""
         if tag.program_service is not None:
-            return tag.program_service, tag.program_wait or 0.0
+            arrival = tag.program_arrival
+            return (tag.program_service, tag.program_wait or 0.0,
+                    request.arrival_time if arrival is None else arrival)
         if self._local_table.is_ended(tag.program_id):
-            return 0.0, 0.0
-        ticket = self._local_table.begin_call(tag.program_id, tag.thread_id, call_id=request_id)
-        self._local_calls.add(request_id)
-        return ticket.program_service, ticket.program_wait
+            return 0.0, 0.0, request.arrival_time
+        ticket = self._local_table.begin_call(tag.program_id, tag.thread_id,
+                                              call_id=request.request_id,
+                                              arrival=request.arrival_time)
+        self._local_calls.add(request.request_id)
+        return ticket.program_service, ticket.program_wait, ticket.program_arrival
 
     # -- one engine step ---------------------------------------------------------
     def schedule(self, throttle_prefills: bool = False):

@@ -106,6 +106,7 @@ def make_request(
     session_id: str | None = None,
     priority: int = 0,
     remaining_work: float | None = None,
+    program_arrival: float | None = None,
 ) -> Request:
     """A request with a distinct prompt (no accidental prefix sharing)."""
     global _hash_ready
@@ -115,7 +116,8 @@ def make_request(
     extra = None
     if program_id is not None:
         extra = ProgramTag(program_id, "main", program_service, 0.0,
-                           remaining_work=remaining_work).to_extra_args()
+                           remaining_work=remaining_work,
+                           program_arrival=program_arrival).to_extra_args()
     params = SamplingParams(max_tokens=max_tokens, ignore_eos=True, extra_args=extra)
     prompt = [first_token + (i % 1000) for i in range(prompt_len)]
     return Request(

@@ -41,14 +41,25 @@ def _simulate(args: argparse.Namespace) -> int:
     from autellix_workloads.bench import BenchConfig, markdown_table, write_reports
     from autellix_workloads.sim.des import SimConfig
     from autellix_workloads.sim.profile import CostProfile
-    from autellix_workloads.sim.sweep import run_sweep
+    from autellix_engine.policy import parse_policy
+    from autellix_workloads.sim.sweep import VARIANTS, run_sweep
 
-    profile = CostProfile.load(args.profile)
-    sim = SimConfig(profile=profile, policy_config=PolicyConfig(),
-                    max_num_seqs=args.max_num_seqs, num_gpu_blocks=args.num_gpu_blocks,
-                    preemption=args.preemption, prefix_caching=not args.no_prefix_caching)
+    try:
+        profile = CostProfile.load(args.profile)
+        sim = SimConfig(profile=profile, policy_config=PolicyConfig(),
+                        max_num_seqs=args.max_num_seqs, num_gpu_blocks=args.num_gpu_blocks,
+                        preemption=args.preemption,
+                        prefix_caching=not args.no_prefix_caching)
+        for variant in args.policies.split(","):
+            parse_policy(VARIANTS.get(variant, (variant,))[0])
+        rates = [float(r) for r in args.rates.split(",")]
+        if args.programs < 1 or min(rates) <= 0:
+            raise ValueError("--programs must be >= 1 and every rate > 0")
+    except ValueError as e:
+        print(f"autellix simulate: error: {e}", file=sys.stderr)  # noqa: T201
+        return 2
     # The workload half of a bench config; the "model" is the cost profile.
-    cfg = BenchConfig(suite=args.suite, rates=[float(r) for r in args.rates.split(",")],
+    cfg = BenchConfig(suite=args.suite, rates=rates,
                       policies=args.policies.split(","), num_programs=args.programs,
                       seed=args.seed, token_scale=args.token_scale,
                       call_scale=args.call_scale, model=profile.name, slo=args.slo,
@@ -87,7 +98,7 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=_bench, takes_vllm_flags=True)
 
     p = sub.add_parser("simulate", help="simulate a suite under each policy, on a cost profile")
-    p.add_argument("--suite", default="mixed", help="chatbot, react, lats or mixed")
+    p.add_argument("--suite", default="mixed", choices=["chatbot", "react", "lats", "mixed"])
     p.add_argument("--programs", type=int, default=1000, help="programs per rate")
     p.add_argument("--rates", default="0.5", help="programs/s, comma-separated")
     p.add_argument("--policies", default="fcfs,mlfq,plas,atlas,srpt",

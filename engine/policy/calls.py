@@ -83,6 +83,9 @@ class CallState:
     program_wait: float = 0.0  # W_p: program's accumulated wait at arrival
     client_priority: int = 0  # the client's own priority (vLLM's): strict outer key
     remaining_work: float = 0.0  # clairvoyant hint: program's remaining output tokens (srpt)
+    #: When the program began (its first call; same clock as ``arrival``). PLAS and
+    #: ATLAS serve a queue in program order; None: the call's own arrival.
+    program_arrival: float | None = None
     level: int = 0  # current queue (0 = highest priority)
     quantum_left: float = math.inf  # service left before demotion
     wait: float = 0.0  # W_c: wait since arrival or last promotion

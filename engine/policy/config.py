@@ -22,6 +22,9 @@ class PolicyKind(str, Enum):
     SRPT = "srpt"  # clairvoyant: shortest remaining program work first (a yardstick)
 
 
+QUEUE_ORDERS = ("program", "call")
+
+
 class ServiceUnit(str, Enum):
     """How attained service (and, in the same unit, waiting) is measured."""
 
@@ -81,6 +84,11 @@ class PolicyConfig:
       (priorities act at once); docs/benchmarks.md measures N=1 against larger N.
     * ``program_ttl_s=600``: programs with no active call and no activity for 10
       minutes are collected (kungfu-team's value), for clients that never end them.
+    * ``queue_order="program"``: PLAS and ATLAS serve a queue FCFS by program arrival
+      (then call arrival), so an older program's next call goes before a newer
+      program's and fewer programs are in flight; ``"call"`` orders by call arrival
+      alone (the paper's literal "FCFS within a queue"). Measured in the simulator,
+      docs/benchmarks.md ("Closing the gap").
     """
 
     service_unit: ServiceUnit = ServiceUnit.TOKENS
@@ -94,6 +102,7 @@ class PolicyConfig:
     max_preemptions_per_step: int | None = None
     decision_interval_steps: int = 1
     program_ttl_s: float = 600.0
+    queue_order: str = "program"
     boundaries: tuple[float, ...] = field(init=False)
     resolved_quanta: tuple[float, ...] = field(init=False)
 
@@ -108,6 +117,9 @@ class PolicyConfig:
             raise ValueError("beta and starvation_floor must be > 0")
         if self.prefill_token_weight < 0:
             raise ValueError("prefill_token_weight must be >= 0")
+        if self.queue_order not in QUEUE_ORDERS:
+            msg = f"queue_order must be one of {', '.join(QUEUE_ORDERS)}, got {self.queue_order!r}"
+            raise ValueError(msg)
         if self.decision_interval_steps < 1:
             msg = f"decision_interval_steps must be >= 1, got {self.decision_interval_steps}"
             raise ValueError(msg)

@@ -109,6 +109,7 @@ class CallTicket:
     thread_id: str
     program_service: float
     program_wait: float
+    program_arrival: float = 0.0  # when the program began (the table's clock)
 
 
 UpdateRule = Callable[[float, CallState], float]
@@ -205,8 +206,13 @@ class ProcessTable:
         thread_id: str,
         *,
         call_id: str | None = None,
+        arrival: float | None = None,
     ) -> CallTicket:
         """Register a new active call; unknown programs are created implicitly.
+
+        ``arrival`` is when the call arrived on its caller's clock (vLLM's
+        ``Request.arrival_time``); a program it creates began then (its
+        ``program_arrival``, which PLAS/ATLAS order by). Default: the table's clock.
 
         Raises:
             ProgramEndedError: the program already ended.
@@ -219,12 +225,14 @@ class ProcessTable:
                 raise ProgramEndedError(msg)
             entry = self._programs.get(program_id)
             if entry is None:
-                entry = self._programs[program_id] = ProgramEntry(program_id, now)
+                created = now if arrival is None else arrival
+                entry = self._programs[program_id] = ProgramEntry(program_id, created)
             if cid in entry.threads:
                 raise ValueError(f"Call id {cid!r} is already active")
             entry.threads[cid] = ThreadEntry(cid, thread_id, now, entry.service)
             entry.last_call_arrival = now
-            return CallTicket(program_id, cid, thread_id, entry.service, entry.wait)
+            return CallTicket(program_id, cid, thread_id, entry.service, entry.wait,
+                              entry.created)
 
     def complete_call(
         self, program_id: str, call_id: str, stats: CallStats, *, tokens: int = 0,

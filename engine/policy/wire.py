@@ -21,6 +21,7 @@ PROGRAM_SERVICE = "program_service"  # program's attained service at submission
 PROGRAM_WAIT = "program_wait"  # program's accumulated waiting (W_p) at submission
 TRACEPARENT = "traceparent"  # W3C trace context of the caller's span, if any
 REMAINING_WORK = "remaining_work"  # clairvoyant hint for the srpt yardstick policy
+PROGRAM_ARRIVAL = "program_arrival"  # when the program began (time.time() seconds)
 
 # --- scheduler -> front end (RequestOutput.kv_transfer_params key) ------------
 STATS_KEY = "autellix_stats"
@@ -36,6 +37,7 @@ class ProgramTag:
     program_wait: float | None = None
     traceparent: str | None = None
     remaining_work: float | None = None  # the program's remaining output tokens (srpt)
+    program_arrival: float | None = None  # when the program began (PLAS/ATLAS order)
 
     def to_extra_args(self) -> dict[str, Any]:
         args: dict[str, Any] = {PROGRAM_ID: self.program_id, THREAD_ID: self.thread_id}
@@ -47,6 +49,8 @@ class ProgramTag:
             args[PROGRAM_WAIT] = float(self.program_wait)
         if self.remaining_work is not None:
             args[REMAINING_WORK] = float(self.remaining_work)
+        if self.program_arrival is not None:
+            args[PROGRAM_ARRIVAL] = float(self.program_arrival)
         return args
 
     @classmethod
@@ -66,6 +70,7 @@ class ProgramTag:
             program_wait=_as_float(extra.get(PROGRAM_WAIT)),
             traceparent=str(extra[TRACEPARENT]) if extra.get(TRACEPARENT) else None,
             remaining_work=_as_float(extra.get(REMAINING_WORK)),
+            program_arrival=_as_float(extra.get(PROGRAM_ARRIVAL)),
         )
 
 

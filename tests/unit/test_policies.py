@@ -136,3 +136,28 @@ def test_the_clients_priority_is_the_outer_key_of_every_policy():
             for b in calls:
                 assert (policy.engine_priority(a) < policy.engine_priority(b)) == (
                     policy.sort_key(a)[:2] < policy.sort_key(b)[:2])
+
+
+def test_plas_and_atlas_serve_a_queue_in_program_order_mlfq_in_call_order():
+    # Same queue; the older program's call arrived later than the newer program's.
+    old_program = CallState("c-old", "p-old", "t", 10.0, 1, program_arrival=1.0)
+    new_program = CallState("c-new", "p-new", "t", 5.0, 0, program_arrival=4.0)
+    for name in ("plas", "atlas"):
+        policy = create_policy(name, CFG)
+        for call in (old_program, new_program):
+            policy.admit(call)
+        assert policy.sort_key(old_program) < policy.sort_key(new_program)
+    by_call = create_policy("plas", PolicyConfig(num_queues=4, first_boundary=10,
+                                                 queue_order="call"))
+    assert by_call.sort_key(new_program) < by_call.sort_key(old_program)
+    mlfq = create_policy("mlfq", CFG)
+    assert mlfq.sort_key(new_program) < mlfq.sort_key(old_program)
+
+
+def test_without_a_program_arrival_a_call_is_ordered_by_its_own():
+    policy = create_policy("atlas", CFG)
+    a = CallState("a", "p", "t", 1.0, 0)
+    b = CallState("b", "q", "t", 2.0, 1)
+    for call in (a, b):
+        policy.admit(call)
+    assert policy.sort_key(a) < policy.sort_key(b)

@@ -22,7 +22,7 @@ def test_level_for_uses_half_open_ranges(service, level):
 def test_round_trip_through_dict_keeps_every_knob():
     cfg = PolicyConfig(
         service_unit="seconds", num_queues=3, first_boundary=0.5, quanta=(1, 2, math.inf),
-        beta=4.0, max_preemptions_per_step=2,
+        beta=4.0, max_preemptions_per_step=2, queue_order="call",
     )
     again = PolicyConfig.from_dict(cfg.to_dict())
     assert again == cfg
@@ -39,6 +39,7 @@ def test_round_trip_through_dict_keeps_every_knob():
         {"quanta": (1, 2)},
         {"prefill_token_weight": -1},
         {"service_unit": "furlongs"},
+        {"queue_order": "random"},
     ],
 )
 def test_invalid_values_raise(kwargs):

@@ -43,6 +43,18 @@ def test_unknown_program_is_created_implicitly_by_a_call():
     assert "adhoc" in table and table.get("adhoc").active_threads == ("t0",)
 
 
+def test_a_ticket_carries_when_its_program_began():
+    clock = FakeClock()
+    table = ProcessTable(clock=clock)
+    first = table.begin_call("p", "t0")
+    clock.now += 5
+    second = table.begin_call("p", "t1")
+    assert first.program_arrival == second.program_arrival == 1000.0
+    # On the caller's clock (the scheduler's local table: vLLM's arrival_time).
+    assert table.begin_call("q", "t0", arrival=7.5).program_arrival == 7.5
+    assert table.begin_call("q", "t1", arrival=9.0).program_arrival == 7.5
+
+
 def test_calls_on_an_ended_program_raise():
     table = ProcessTable()
     pid = table.start_program("p1")

@@ -276,3 +276,16 @@ def test_the_clients_priority_is_a_strict_outer_key():
     assert s._calls["vip"].level > s._calls["fresh"].level  # the level still counts inside
     done = run_until_done(s)
     assert done["vip"][0] < done["fresh"][0] < done["low"][0]
+
+
+def test_within_a_queue_the_older_program_goes_first():
+    """PLAS/ATLAS order a queue by the program's arrival carried on the request (the
+    front end's process table), not by the call's own arrival."""
+    s = create_scheduler(HarnessConfig(policy="atlas", max_num_seqs=1))
+    s.add_request(make_request("busy", 16, 50, program_id="busy", first_token=1))
+    fake_step(s)
+    s.add_request(make_request("new-program", 16, 8, program_id="new", program_service=10.0,
+                               program_arrival=2_000.0, first_token=300))
+    s.add_request(make_request("old-program", 16, 8, program_id="old", program_service=10.0,
+                               program_arrival=1_000.0, first_token=500))
+    assert _queue_order(s) == ["old-program", "new-program"]

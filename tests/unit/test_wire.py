@@ -6,6 +6,9 @@ def test_tag_round_trips_through_extra_args():
     traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     tag = ProgramTag("prog", "t3", 12.5, 4.0, traceparent)
     assert ProgramTag.from_extra_args(tag.to_extra_args(), "req") == tag
+    full = ProgramTag("prog", "t3", 12.5, 4.0, None, remaining_work=7.0,
+                      program_arrival=1_764_000_000.25)
+    assert ProgramTag.from_extra_args(full.to_extra_args(), "req") == full
 
 
 def test_request_without_tag_is_its_own_program():

@@ -52,6 +52,9 @@ from autellix_workloads.spec import ProgramSpec
 
 PREEMPTION_MODES = ("recompute", "swap")
 _WAIT, _PREFILL, _DECODE, _DONE = range(4)
+#: Events this close to a step's end count as reached: step times summed one by one
+#: and in closed form round differently, and a tie must not depend on which was used.
+_TIME_EPS = 1e-9
 
 
 @dataclass
@@ -191,7 +194,8 @@ class Simulator:
             ticket = self.table.begin_call(spec.program_id, f"s{prog.stage}t{i}")
             state = CallState(ticket.call_id, spec.program_id, ticket.thread_id, self.now,
                               self.seq, ticket.program_service, ticket.program_wait,
-                              remaining_work=prog.remaining_tokens)  # read by srpt only
+                              remaining_work=prog.remaining_tokens,  # read by srpt only
+                              program_arrival=spec.arrival_s)
             self.seq += 1
             self.policy.admit(state)
             prompt = spec.system_tokens + prog.history + c.prompt_tokens
@@ -251,7 +255,7 @@ class Simulator:
     # -- the loop ----------------------------------------------------------------------
     def run(self) -> list[ProgramOutcome]:
         while self.events or self._running or self.n_waiting:
-            while self.events and self.events[0][0] <= self.now:
+            while self.events and self.events[0][0] <= self.now + _TIME_EPS:
                 self._start_stage(heapq.heappop(self.events)[2])
             if not (self._running or self.n_waiting):
                 self.now = self.events[0][0]
@@ -285,7 +289,8 @@ class Simulator:
             self._idle()
 
     def _idle(self) -> None:
-        """Nothing runs (memory or slots exhausted by nothing?): wait for an event."""
+        """Nothing runs and nothing could start: time passes to the next event. With no
+        event left, the waiting calls can never fit in the KV cache."""
         if not self.events:
             raise RuntimeError("simulation stalled: waiting calls that can never run "
                                f"({self.n_waiting} waiting, {self.pool})")
@@ -297,11 +302,9 @@ class Simulator:
         the scheduler's ``_preempt_for_waiting`` does: walk the best waiting calls,
         give each a free slot and blocks if there are any, else the worst running
         call's place if that call is worse."""
-        best = self._best_waiting()
-        worst = self._worst_running()
-        key = self.policy.sort_key
-        if best is None or worst is None or key(worst.state) <= key(best.state):
+        if not self._blocked_by_worse():
             return
+        key = self.policy.sort_key
         slots = self.max_seqs - self._running
         reserved = 0
         taken: list[tuple[tuple, int, int, _Call]] = []
@@ -322,6 +325,12 @@ class Simulator:
             reserved += need
         for entry in taken:
             heapq.heappush(self.waiting, entry)
+
+    def _blocked_by_worse(self) -> bool:
+        """Whether the best waiting call beats the worst running one."""
+        best, worst = self._best_waiting(), self._worst_running()
+        key = self.policy.sort_key
+        return best is not None and worst is not None and key(worst.state) > key(best.state)
 
     def _allocate_decode_blocks_one_by_one(self) -> None:
         """This step's decoding calls that start a new block, best first; when none is
@@ -367,21 +376,11 @@ class Simulator:
             left -= chunks[-1][1] if chunks and chunks[-1][0] is c else 0
 
     def _start_running(self, c: _Call, left: int, chunks: list[tuple[_Call, int]]) -> bool:
-        pool = self.pool
-        if c.swapped:  # swap-in: its KV comes back whole (plus this step's new block)
-            extra = int(c.computed >= c.target and c.computed % self.bs == 0)
-            if not pool.allocate(c.swapped + extra):
-                return False
-            self.host.release(c.swapped)
-            self.swap_tokens += c.swapped * self.bs
-            c.held, c.swapped = c.swapped + extra, 0
-            self._leave_waiting(c)
-            if c.computed >= c.target:
-                self._start_decoding(c)
-            else:
-                self._to_prefill(c)
-            return True
-        caching, bs = self.cfg.prefix_caching, self.bs
+        """Admit ``c`` if its blocks can be had: swapped back in whole, or its cached
+        prefix hit and its first chunk allocated. False (nothing changed) if not."""
+        if c.swapped:
+            return self._swap_in(c)
+        pool, caching, bs = self.pool, self.cfg.prefix_caching, self.bs
         hit_tokens = 0
         sys_key = ("sys", c.prog.spec.suite)
         if caching and c.system >= bs:
@@ -411,6 +410,21 @@ class Simulator:
         self._leave_waiting(c)
         self._to_prefill(c)
         chunks.append((c, n))
+        return True
+
+    def _swap_in(self, c: _Call) -> bool:
+        """Its KV comes back from the host pool whole (plus this step's new block)."""
+        extra = int(c.computed >= c.target and c.computed % self.bs == 0)
+        if not self.pool.allocate(c.swapped + extra):
+            return False
+        self.host.release(c.swapped)
+        self.swap_tokens += c.swapped * self.bs
+        c.held, c.swapped = c.swapped + extra, 0
+        self._leave_waiting(c)
+        if c.computed >= c.target:
+            self._start_decoding(c)
+        else:
+            self._to_prefill(c)
         return True
 
     def _leave_waiting(self, c: _Call) -> None:
@@ -565,6 +579,8 @@ class Simulator:
                 heapq.heappop(heap)  # stale
             if heap:
                 k = min(k, heap[0][0] - n)
+        if self.policy.preemptive and self._blocked_by_worse():
+            return 1  # the next step's decision evicts again (as the scheduler does)
         promotion = self.waits.steps_to_next_promotion()
         if self.policy.preemptive and math.isfinite(promotion):
             k = min(k, math.ceil(promotion))
@@ -574,7 +590,7 @@ class Simulator:
 
     def _steps_until(self, t: float) -> int:
         """Decode steps until the one that ends at or after time ``t``."""
-        gap = (t - self.now) * 1000.0
+        gap = (t - self.now - _TIME_EPS) * 1000.0
         B, d = len(self.decoding), self.prof.decode_attention_ms_per_context_token
         a = self.prof.step_ms(0, B, 0) + d * self.context  # the next step's ms
         if gap <= a:

@@ -95,6 +95,7 @@ def simulate_steps(
             call = CallState(
                 ticket.call_id, prog.name, ticket.thread_id, float(now), seq,
                 start_service=ticket.program_service, program_wait=ticket.program_wait,
+                program_arrival=float(prog.arrival),
             )
             seq += 1
             policy.admit(call)
