@@ -71,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
             result.slo = SLO_FACTORS[1] * unloaded
             result.throughput_at_slo = {v: rate_at_latency(result.summaries, v, result.slo)
                                         for v in VARIANTS}
-            write_reports(result, Path(args.out))
+            paths = write_reports(result, Path(args.out))
+            # Every program's outcome makes ~35 MB per suite: keep the summaries only.
+            data = json.loads(paths["json"].read_text())
+            data.pop("outcomes")
+            paths["json"].write_text(json.dumps(data, indent=1))
             summaries = result.summaries
         summary[suite] = suite_summary(summaries)
         print(suite_markdown(suite, summary[suite]), flush=True)  # noqa: T201

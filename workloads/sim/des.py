@@ -309,19 +309,16 @@ class Simulator:
         reserved = 0
         taken: list[tuple[tuple, int, int, _Call]] = []
         for _ in range(self._running + max(slots, 0)):
-            cand = self._best_waiting()
-            if cand is None:
-                break
+            cand, worst = self._best_waiting(), self._worst_running()
+            if cand is None or worst is None or key(worst.state) <= key(cand.state):
+                break  # no later (worse) candidate can evict anything either
             taken.append(heapq.heappop(self.waiting))
             need = -(-cand.target // self.bs)
             if slots > 0 and need <= self.pool.available - reserved:
                 slots -= 1
                 reserved += need
                 continue
-            victim = self._worst_running()
-            if victim is None or key(victim.state) <= key(cand.state):
-                break
-            self._preempt(victim)
+            self._preempt(worst)
             reserved += need
         for entry in taken:
             heapq.heappush(self.waiting, entry)
