@@ -132,10 +132,8 @@ class _Call:
     order: int = 0  # admission order (FCFS evicts the last admitted)
     token: int = 0  # validity of its heap entries
     bucket: int = -1  # position-in-block class while decoding
-    # A decoding call is charged lazily from (base_n, base_gen, base_x, base_t).
+    # A decoding call is charged lazily: its counters are as of step base_n, time base_t.
     base_n: int = 0
-    base_gen: int = 0
-    base_x: int = 0
     base_t: float = 0.0
 
 
@@ -439,7 +437,7 @@ class Simulator:
     def _start_decoding(self, c: _Call) -> None:
         """``c`` has its whole context in KV and one more token to compute per step."""
         c.phase = _DECODE
-        c.base_n, c.base_gen, c.base_x, c.base_t = self.n, c.generated, c.computed, self.now
+        c.base_n, c.base_t = self.n, self.now
         self.decoding[id(c)] = c
         c.bucket = (c.computed - self.n) % self.bs  # needs a block at steps n = -bucket
         self.buckets[c.bucket].add(c)
@@ -465,7 +463,7 @@ class Simulator:
         stats = c.state.stats
         stats.decode_tokens += steps
         stats.execution_s += self.now - c.base_t
-        c.base_n, c.base_gen, c.base_x, c.base_t = self.n, c.generated, c.computed, self.now
+        c.base_n, c.base_t = self.n, self.now
         return self.policy.record_service(c.state, float(steps))
 
     def _stop_decoding(self, c: _Call) -> None:
@@ -484,7 +482,6 @@ class Simulator:
             self.prefilling.remove(c)
         self.stats.preemptions += 1
         c.state.stats.preemptions += 1
-        c.prog.preemptions += 1
         pool = self.pool
         if self.cfg.preemption == "swap" and c.held and self.host.reserve(c.held):
             c.state.stats.swap.swaps_out += 1
@@ -549,9 +546,9 @@ class Simulator:
     def _jump(self, allocated: int) -> None:
         """Advance every decoding call by as many steps as nothing else happens
         (``allocated``: blocks the first of them already got)."""
-        k = self._steps_until_event(allocated)
         B, d = len(self.decoding), self.prof.decode_attention_ms_per_context_token
-        fixed = self.prof.step_ms(0, B, 0)
+        fixed = self.prof.step_ms(0, B, 0)  # one decode step's ms without the context
+        k = self._steps_until_event(allocated, fixed)
         ms = k * (fixed + d * self.context) + d * B * k * (k - 1) / 2
         self.pool.allocate(self._blocks_needed(k) - allocated)
         self._advance(k, ms / 1000.0)
@@ -568,7 +565,7 @@ class Simulator:
             c.token += 1
             heapq.heappush(self.waiting, (self.policy.sort_key(state), state.seq, c.token, c))
 
-    def _steps_until_event(self, allocated: int) -> int:
+    def _steps_until_event(self, allocated: int, fixed_ms: float) -> int:
         """Steps of pure decoding before anything but a token per call happens."""
         n, k = self.n, self.cfg.max_jump or 1 << 40
         for heap in (self.finishes, self.demotions):
@@ -582,14 +579,15 @@ class Simulator:
         if self.policy.preemptive and math.isfinite(promotion):
             k = min(k, math.ceil(promotion))
         if self.events:
-            k = min(k, self._steps_until(self.events[0][0]))
+            k = min(k, self._steps_until(self.events[0][0], fixed_ms))
         return max(1, min(k, self._steps_fitting_memory(allocated)))
 
-    def _steps_until(self, t: float) -> int:
-        """Decode steps until the one that ends at or after time ``t``."""
+    def _steps_until(self, t: float, fixed_ms: float) -> int:
+        """Decode steps until the one that ends at or after time ``t`` (the inverse of
+        ``_jump``'s closed-form sum of step times)."""
         gap = (t - self.now - _TIME_EPS) * 1000.0
         B, d = len(self.decoding), self.prof.decode_attention_ms_per_context_token
-        a = self.prof.step_ms(0, B, 0) + d * self.context  # the next step's ms
+        a = fixed_ms + d * self.context  # the next step's ms
         if gap <= a:
             return 1
         g = d * B / 2  # ms(k) = g k^2 + (a - g) k
@@ -663,6 +661,7 @@ class Simulator:
         stats = c.state.stats
         prog.queue_wait_s += stats.queue_wait_s
         prog.execution_s += stats.execution_s
+        prog.preemptions += stats.preemptions
         self.table.complete_call(pid, c.state.call_id, stats)
         prog.open_calls -= 1
         if prog.open_calls:
