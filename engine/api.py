@@ -28,6 +28,7 @@ stays in the pool.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -48,6 +49,7 @@ from autellix_engine.policy import CallStats, ProcessTable, ProgramSnapshot, cre
 from autellix_engine.policy.process_table import CallTicket
 from autellix_engine.policy.routing import NoHealthyReplicaError, RouteInfo, create_router
 from autellix_engine.policy.wire import ProgramTag
+from autellix_engine.retention.notices import EndNotices
 from autellix_engine.results import CallResult, CallTotals, StreamChunk, TokenLogprob, Usage
 from autellix_engine.sampling import DEFAULT_MAX_TOKENS, SAMPLING_KEYS, Sampling, check_text
 
@@ -77,6 +79,7 @@ class AutellixEngine:
                                   ttl_s=base.policy_config.program_ttl_s)
         self.replicas: list[Backend] = list(backends) if backends else _backends(base)
         self.router = create_router(base.routing, len(self.replicas), base.locality_threshold)
+        self.notices = EndNotices(len(self.replicas))  # for replicas' KV retention
         self.totals = CallTotals()  # over this front end's finished calls
         self.rejoins = 0  # replicas brought back into the pool
         self._tasks: list[asyncio.Task] = []
@@ -208,7 +211,9 @@ class AutellixEngine:
     def end_program(self, program_id: str) -> ProgramSnapshot:
         """End a program: later calls on it raise ``ProgramEndedError``."""
         self.router.forget(program_id)
-        return self.table.end_program(program_id)
+        snapshot = self.table.end_program(program_id)
+        self.notices.ended(program_id)
+        return snapshot
 
     def programs(self) -> list[ProgramSnapshot]:
         """Snapshot of the process table."""
@@ -283,7 +288,8 @@ class AutellixEngine:
         ticket = self.table.begin_call(pid, thread)
         trace = dict(trace_context or {})
         tag = ProgramTag(pid, thread, ticket.program_service, ticket.program_wait,
-                         trace.get("traceparent"), remaining_work, ticket.program_arrival)
+                         trace.get("traceparent"), remaining_work, ticket.program_arrival,
+                         ended_programs=(pid,) if one_off else ())
         call = BackendCall(ticket.call_id, tuple(prompt_ids), sampling, tag, priority, trace)
         finished = False
         try:
@@ -315,7 +321,7 @@ class AutellixEngine:
                 error = ReplicaError(str(e))
                 continue
             try:
-                async for event in self.replicas[index].run(call):
+                async for event in self.replicas[index].run(self._with_notices(call, index)):
                     if isinstance(event, Delta):
                         output.add(event)
                         yield StreamChunk(event.text, event.token_ids, logprobs=event.logprobs)
@@ -338,6 +344,14 @@ class AutellixEngine:
                 self.router.done(index)
         assert error is not None
         raise error
+
+    def _with_notices(self, call: BackendCall, replica: int) -> BackendCall:
+        """The call, carrying the end notices pending for its replica."""
+        ended = self.notices.take(replica)
+        if not ended:
+            return call
+        tag = dataclasses.replace(call.tag, ended_programs=call.tag.ended_programs + ended)
+        return dataclasses.replace(call, tag=tag)
 
     def _estimate(self, prompt_tokens: int, cached: int, tokens: int) -> CallStats:
         """A replica that reports no statistics: service from the usage, in the

@@ -113,6 +113,8 @@ def _engine_flags(p: argparse.ArgumentParser, port: int) -> None:
     p.add_argument("--preemption-mode", default="auto", help="auto, swap or recompute")
     p.add_argument("--swap-space-bytes", type=int, default=None,
                    help="host swap pool size (default: the KV cache size)")
+    p.add_argument("--kv-retention", action="store_true",
+                   help="keep live programs' KV between their calls (docs/design.md)")
     p.set_defaults(takes_vllm_flags=True)
 
 
@@ -124,6 +126,7 @@ def _engine_config(args: argparse.Namespace):
     return EngineConfig(model=args.model, policy=args.policy,
                         preemption_mode=args.preemption_mode,
                         swap_space_bytes=args.swap_space_bytes, vllm_kwargs=args.vllm,
+                        kv_retention=args.kv_retention,
                         **replicas)
 
 

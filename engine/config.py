@@ -73,6 +73,13 @@ class EngineConfig:
             size, so the pool can hold every running call's KV at once (vLLM V0's
             ``swap_space`` defaulted to 4 GiB per GPU). When it is full, a preempted
             call falls back to recomputation.
+        kv_retention: keep a live program's KV between its calls (beyond the paper,
+            ``docs/design.md``): a finished call's cached blocks stay pinned for its
+            program's next call; an allocation that needs them releases the
+            worst-priority program's first (copied to the host swap pool in swap mode,
+            and reloaded by its next call); an ended program's go at once, an idle
+            one's after ``policy_config.program_ttl_s``. Default off: a stock vLLM
+            prefix cache (least recently freed first).
         otlp_traces_endpoint: turn on vLLM's own request tracing (its ``llm_request``
             spans, parented to the caller's ``traceparent``) and export it here.
         vllm_kwargs: any other ``vllm.AsyncEngineArgs`` field, by vLLM's name
@@ -116,6 +123,7 @@ class EngineConfig:
     program_gc_interval_s: float = 30.0
     preemption_mode: str = "auto"
     swap_space_bytes: int | None = None
+    kv_retention: bool = False
     otlp_traces_endpoint: str | None = None
     vllm_kwargs: dict[str, Any] = field(default_factory=dict)
     replicas: int | None = None

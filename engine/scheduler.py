@@ -14,7 +14,8 @@ to ``CallState`` objects and back. Per engine step:
    levels reach ``request.priority`` at the next decision step, so the waiting heap
    never holds a stale key.
 3. ``_free_request``: report the call's statistics to the front end on the finished
-   request's ``kv_transfer_params``.
+   request's ``kv_transfer_params``; with KV retention on, pin the finished call's
+   cached blocks for its program's next call (``autellix_engine.retention``).
 
 Program identity: our ``program_id`` key in ``extra_args`` (``vllm_xargs``), else vLLM's
 own ``session_id`` (request body ``session_id``, the ``X-Session-ID`` header or
@@ -30,6 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import OrderedDict
 from typing import Any
 
 from vllm.v1.core.sched.async_scheduler import AsyncScheduler
@@ -43,6 +45,7 @@ from autellix_engine.policy.config import PolicyKind
 from autellix_engine.policy.waits import WaitLedger
 from autellix_engine.policy.wire import STATS_KEY, ProgramTag
 from autellix_engine.request_queue import PolicyRequestQueue
+from autellix_engine.retention.pins import KVRetention
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +54,9 @@ CONFIG_KEY = "autellix"
 #: The policy when ``additional_config`` names none (``vllm serve --scheduler-cls`` alone):
 #: the engine's own default.
 DEFAULT_POLICY = EngineConfig.policy
+#: Programs whose last context length is remembered for ``CallStats.reprefilled_tokens``
+#: (least recently used forgotten first; a few bytes each).
+HISTORY_PROGRAMS = 65536
 
 
 class _ProgramAwareMixin:
@@ -79,6 +85,9 @@ class _ProgramAwareMixin:
         self._steps_since_gc = 0
         self._steps_to_decision = 0
         self._swap = self._find_swap_connector()  # vLLM's __init__ built self.connector
+        self._history: OrderedDict[str, int] = OrderedDict()  # program -> last context
+        self._last_calls: set[str] = set()  # calls whose program ends with them
+        self._retention = self._make_retention(bool(settings.get("kv_retention", False)))
         if self._policy.kind is not PolicyKind.FCFS:
             # Our order needs vLLM's priority queue; `--scheduling-policy priority` is
             # then not one more flag to forget. The queues are still empty here.
@@ -86,6 +95,37 @@ class _ProgramAwareMixin:
             self.waiting = PolicyRequestQueue(self._sort_key)
             self.kv_holding_waiting = PolicyRequestQueue(self._sort_key)
         logger.info("Autellix scheduler: policy=%s", self._policy.kind.value)
+
+    def _make_retention(self, enabled: bool) -> KVRetention | None:
+        if not enabled:
+            return None
+        if not self.cache_config.enable_prefix_caching:
+            logger.warning("KV retention needs prefix caching; it is off")
+            return None
+        host = self._swap.planner if self._swap is not None else None
+        retention = KVRetention(self.kv_cache_manager, self.block_size,
+                                self._policy_config.program_ttl_s, host)
+        # vLLM refuses an allocation (a waiting call stays out, or a running one is
+        # preempted) when the pool is short: release retained programs and retry
+        # first, so retention never holds memory an active call needs.
+        inner = self.kv_cache_manager.allocate_slots
+
+        def allocate_slots(request: Request, *args: Any, **kwargs: Any):
+            blocks = inner(request, *args, **kwargs)
+            while blocks is None and retention.make_room(self._own_program(request)):
+                blocks = inner(request, *args, **kwargs)
+            return blocks
+
+        self.kv_cache_manager.allocate_slots = allocate_slots
+        logger.info("KV retention on (%s tier)", "device and host" if host else "device")
+        return retention
+
+    def _own_program(self, request: Request) -> str | None:
+        """The program whose pins a waiting call's prefix hit may include (kept)."""
+        if request.status == RequestStatus.RUNNING:
+            return None
+        call = self._calls.get(request.request_id)
+        return call.program_id if call is not None else None
 
     def _sort_key(self, request: Request) -> tuple:
         """The policy's order (``Policy.sort_key``), as the simulators use it."""
@@ -103,6 +143,11 @@ class _ProgramAwareMixin:
             request.sampling_params.extra_args if request.sampling_params else None,
             request.request_id, session_id=getattr(request, "session_id", None),
         )
+        if self._retention is not None:
+            self._retention.end([p for p in tag.ended_programs if p != tag.program_id])
+            self._retention.table.observe_return(tag.program_id, request.arrival_time)
+            if self._retention.host is not None:
+                self._retention.host.expect(request.request_id, tag.program_id)
         service, wait, program_arrival = self._inherited(tag, request)
         call = CallState(
             request.request_id, tag.program_id, tag.thread_id, request.arrival_time, self._seq,
@@ -110,6 +155,8 @@ class _ProgramAwareMixin:
             remaining_work=tag.remaining_work or 0.0, program_arrival=program_arrival,
         )
         self._seq += 1
+        if tag.is_last_call or tag.program_id == request.request_id:
+            self._last_calls.add(request.request_id)  # a one-off: nothing to retain for
         self._policy.admit(call)
         self._calls[request.request_id] = call
         self._waits.start(call)
@@ -139,9 +186,27 @@ class _ProgramAwareMixin:
             if self._policy.preemptive:
                 self._preempt_for_waiting()
         output = super().schedule(throttle_prefills)
+        for new in output.scheduled_new_reqs:
+            self._on_admitted(new.req_id, new.num_computed_tokens)
         self._step_tokens = output.num_scheduled_tokens
         self._step_started = time.monotonic()
         return output
+
+    def _on_admitted(self, req_id: str, hit_tokens: int) -> None:
+        """A call's first scheduling: count what it reused, release its program's pins."""
+        call = self._calls.get(req_id)
+        if call is None or call.stats.preemptions or req_id not in self.requests:
+            return  # a resumption (counted at its first admission)
+        stats = call.stats
+        before = self._history.get(call.program_id, 0)
+        prompt = self.requests[req_id].num_prompt_tokens
+        stats.reprefilled_tokens = max(0, min(before, prompt) - hit_tokens)
+        if self._retention is not None:
+            hit_blocks = self.kv_cache_manager.get_block_ids(req_id)[0][
+                :hit_tokens // self.block_size]
+            pinned = self._retention.on_admitted(call.program_id, hit_blocks)
+            reloaded = self._swap.planner.reload_tokens(req_id) if self._swap else 0
+            stats.retained_tokens = min(hit_tokens, pinned * self.block_size + reloaded)
 
     def _decision_due(self) -> bool:
         """Multi-step scheduling: re-rank and preempt once every N steps."""
@@ -201,6 +266,8 @@ class _ProgramAwareMixin:
         if self._steps_since_gc >= 1000:
             self._steps_since_gc = 0
             self._local_table.collect_stale()
+            if self._retention is not None:
+                self._retention.collect(time.time())
 
     # -- ordering and proactive preemption -----------------------------------------
     def _reorder(self) -> None:
@@ -229,6 +296,8 @@ class _ProgramAwareMixin:
         cap = self._policy_config.max_preemptions_per_step
         slots = self.max_num_active_reqs - len(self.running)
         free_blocks = self.kv_cache_manager.block_pool.get_num_free_blocks()
+        if self._retention is not None:  # retained blocks yield before any call does
+            free_blocks += self._retention.releasable_blocks()
         victims = sorted(self.running, key=self._sort_key, reverse=True)
         chosen: list[Request] = []
         for cand in waiting.best(len(self.running) + max(slots, 0)):
@@ -273,6 +342,23 @@ class _ProgramAwareMixin:
             self._swap.on_preempt(request, block_ids)
         super()._preempt_request(request, timestamp, **kwargs)
 
+    def _remember_history(self, call: CallState, request: Request) -> None:
+        """Before vLLM frees a finished call: its program's context so far, and (with
+        retention on) the pins that keep its cached blocks for the next call."""
+        history = self._history
+        history[call.program_id] = request.num_computed_tokens
+        history.move_to_end(call.program_id)
+        if len(history) > HISTORY_PROGRAMS:
+            history.popitem(last=False)
+        if self._retention is not None and call.call_id not in self._last_calls:
+            self._retention.on_call_finished(request, call.program_id,
+                                             self._policy.engine_priority(call), time.time())
+
+    def reset_prefix_cache(self, *args: Any, **kwargs: Any) -> bool:
+        if self._retention is not None:  # a reset needs every block free
+            self._retention.release_all()
+        return super().reset_prefix_cache(*args, **kwargs)
+
     def _find_swap_connector(self):
         """Our swap connector when vLLM built one (swap mode), else None."""
         if self.connector is None:
@@ -283,8 +369,12 @@ class _ProgramAwareMixin:
 
     # -- completion --------------------------------------------------------------
     def _free_request(self, request: Request, delay_free_blocks: bool = False):
+        call = self._calls.get(request.request_id)
+        if call is not None and request.status != RequestStatus.FINISHED_ABORTED:
+            self._remember_history(call, request)
         kv_params, ec_params = super()._free_request(request, delay_free_blocks)
         call = self._calls.pop(request.request_id, None)
+        self._last_calls.discard(request.request_id)
         if call is None:
             return kv_params, ec_params
         self._waits.stop(request.request_id)
@@ -312,6 +402,8 @@ class AutellixAsyncScheduler(_ProgramAwareMixin, AsyncScheduler):
     """Program-aware scheduler for engines with async scheduling on (GPU default)."""
 
 
-def scheduler_settings(policy: PolicyKind, config: PolicyConfig) -> dict[str, Any]:
+def scheduler_settings(policy: PolicyKind, config: PolicyConfig,
+                       kv_retention: bool = False) -> dict[str, Any]:
     """The ``additional_config`` entry that configures the scheduler in the engine core."""
-    return {CONFIG_KEY: {"policy": policy.value, "policy_config": config.to_dict()}}
+    return {CONFIG_KEY: {"policy": policy.value, "policy_config": config.to_dict(),
+                         "kv_retention": kv_retention}}

@@ -78,7 +78,7 @@ def engine_kwargs(config: EngineConfig, model: ResolvedModel,
     kwargs.setdefault("scheduler_cls", scheduler_class_path(kwargs, cpu))
     kwargs["additional_config"] = {
         **dict(overrides.get("additional_config") or {}),
-        **scheduler_settings(config.policy_kind, config.policy_config),
+        **scheduler_settings(config.policy_kind, config.policy_config, config.kv_retention),
     }
     if "kv_transfer_config" not in overrides and resolve_preemption_mode(config) == "swap":
         kwargs["kv_transfer_config"] = swap_transfer_settings(

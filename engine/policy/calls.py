@@ -23,6 +23,7 @@ class SwapStats:
     swap_fallbacks: int = 0  # preemptions recomputed because the host pool was full
     swapped_blocks: int = 0  # KV blocks swapped out, summed over its swaps
     swap_s: float = 0.0  # seconds the worker spent copying this call's KV
+    retained_reload_tokens: int = 0  # prompt tokens restored from its program's host copy
 
 
 @dataclass(slots=True)
@@ -45,6 +46,11 @@ class CallStats:
     level: int = 0  # queue at completion
     promotions: int = 0  # anti-starvation moves to the top queue
     demotions: int = 0  # quantum expiries
+    #: Prompt tokens served from its program's retained KV (device pins or host copy).
+    retained_tokens: int = 0
+    #: Prompt tokens its program had computed before (its previous call's context) that
+    #: this call computed again: what KV retention is for.
+    reprefilled_tokens: int = 0
     swap: SwapStats = field(default_factory=SwapStats)
     host_pool_used_blocks: int = 0  # engine-wide: swap pool blocks in use as it ended
 

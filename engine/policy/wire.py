@@ -22,6 +22,11 @@ PROGRAM_WAIT = "program_wait"  # program's accumulated waiting (W_p) at submissi
 TRACEPARENT = "traceparent"  # W3C trace context of the caller's span, if any
 REMAINING_WORK = "remaining_work"  # clairvoyant hint for the srpt yardstick policy
 PROGRAM_ARRIVAL = "program_arrival"  # when the program began (time.time() seconds)
+#: Programs that have ended (their KV need not be retained), carried by the next request
+#: to each replica: a retained program's KV only matters to later requests, so the
+#: notice arrives before anything could want it back. A call that lists its own
+#: program is that program's last (a one-off call).
+ENDED_PROGRAMS = "ended_programs"
 
 # --- scheduler -> front end (RequestOutput.kv_transfer_params key) ------------
 STATS_KEY = "autellix_stats"
@@ -38,6 +43,12 @@ class ProgramTag:
     traceparent: str | None = None
     remaining_work: float | None = None  # the program's remaining output tokens (srpt)
     program_arrival: float | None = None  # when the program began (PLAS/ATLAS order)
+    ended_programs: tuple[str, ...] = ()  # programs ended since the last request
+
+    @property
+    def is_last_call(self) -> bool:
+        """The program ends with this call (its KV is not retained)."""
+        return self.program_id in self.ended_programs
 
     def to_extra_args(self) -> dict[str, Any]:
         args: dict[str, Any] = {PROGRAM_ID: self.program_id, THREAD_ID: self.thread_id}
@@ -51,6 +62,8 @@ class ProgramTag:
             args[REMAINING_WORK] = float(self.remaining_work)
         if self.program_arrival is not None:
             args[PROGRAM_ARRIVAL] = float(self.program_arrival)
+        if self.ended_programs:
+            args[ENDED_PROGRAMS] = list(self.ended_programs)
         return args
 
     @classmethod
@@ -71,6 +84,7 @@ class ProgramTag:
             traceparent=str(extra[TRACEPARENT]) if extra.get(TRACEPARENT) else None,
             remaining_work=_as_float(extra.get(REMAINING_WORK)),
             program_arrival=_as_float(extra.get(PROGRAM_ARRIVAL)),
+            ended_programs=_as_ids(extra.get(ENDED_PROGRAMS)),
         )
 
 
@@ -79,3 +93,10 @@ def _as_float(value: Any) -> float | None:
         return None if value is None else max(0.0, float(value))
     except (TypeError, ValueError):
         return None  # a malformed value must not break the engine: treat as absent
+
+
+def _as_ids(value: Any) -> tuple[str, ...]:
+    """A list of program ids; anything else (a malformed notice) is ignored."""
+    if not isinstance(value, list | tuple):
+        return ()
+    return tuple(str(v) for v in value if isinstance(v, str | int) and not isinstance(v, bool))

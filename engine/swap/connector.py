@@ -11,7 +11,9 @@ Scheduler side (in the engine core, beside ``autellix_engine.scheduler``):
   recomputed as in stock vLLM (a *fallback*).
 - ``get_num_new_matched_tokens`` offers the swapped tokens (beyond any local prefix
   hit) when the call resumes, as a synchronous load; ``update_state_after_alloc``
-  queues the swap-in into the blocks vLLM just allocated.
+  queues the swap-in into the blocks vLLM just allocated. A new call of a program
+  whose retained KV went to the host pool (``autellix_engine.retention``) is offered
+  that copy the same way, matched by block hash.
 - ``build_connector_meta`` hands the step's swap-outs and swap-ins to the worker and
   returns swapped-in extents to the pool; ``request_finished`` frees the extent of a
   call aborted while swapped out.
@@ -141,13 +143,13 @@ class AutellixSwapConnector(KVConnectorBase_V1):
         if request.num_computed_tokens:
             return 0, False
         return self.planner.offer(
-            request.request_id, request.num_tokens, num_computed_tokens
+            request.request_id, request.num_tokens, num_computed_tokens, request.block_hashes
         ), False
 
     def update_state_after_alloc(
         self, request: Request, blocks: KVCacheBlocks, num_external_tokens: int
     ) -> None:
-        if self.planner.is_swapped_out(request.request_id):
+        if self.planner.awaits_blocks(request.request_id):
             self.planner.resumed(
                 request.request_id, list(blocks.get_block_ids()[0]), num_external_tokens
             )

@@ -1,0 +1,120 @@
+"""Which programs' KV is retained between their calls, and which goes first (pure Python).
+
+A program's call finishes; its program goes on (a tool runs, a human answers) and its
+next call will start with the same history plus a little more. Stock vLLM leaves the
+finished call's blocks in the prefix cache, where any allocation may evict them least
+recently freed first. The retention table instead holds each live program's blocks
+(the scheduler pins them, ``autellix_engine.retention.pins``) and gives them up in an
+order that uses what the engine knows:
+
+* a program whose program has **ended** (the front end's notice) gives up its blocks at
+  once, and they are reused before any other cached block;
+* under memory pressure, the **worst-priority** program goes first (the policy's
+  ``engine_priority`` of its last call: the client's priority, then the queue level);
+* among equals, the program **expected back last** goes first (its last call's end plus
+  the gap between its calls observed so far, per program, else across programs), as
+  KVFlow orders agents by steps to execution;
+* a program idle for longer than ``ttl_s`` (a session that was never ended) releases
+  its blocks to the ordinary prefix cache.
+
+Retention never makes an active call wait: the scheduler releases retained blocks
+before vLLM would refuse an allocation (see ``pins.KVRetention.make_room``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: Weight of the newest observed gap in a program's expected gap (an EWMA).
+GAP_EWMA = 0.5
+
+
+@dataclass(slots=True)
+class RetainedKV:
+    """One program's retained device blocks."""
+
+    program_id: str
+    block_ids: list[int]  # pinned blocks, prefix order (a block's chain from the start)
+    priority: int  # the policy's engine priority of its last call: larger goes first
+    since: float  # when its last call finished (time.time())
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.block_ids)
+
+
+@dataclass
+class RetentionCounters:
+    """Engine-wide retention counters (``/metrics`` and the benchmarks read them)."""
+
+    retained_calls: int = 0  # finished calls whose blocks were pinned
+    reused_calls: int = 0  # calls admitted with their program's blocks retained
+    released_for_room: int = 0  # programs whose blocks an allocation needed
+    released_ended: int = 0  # programs released by an end notice
+    released_expired: int = 0  # programs idle past the TTL
+
+
+@dataclass
+class RetentionTable:
+    """Live programs' retained blocks and the order in which they are given up."""
+
+    ttl_s: float
+    entries: dict[str, RetainedKV] = field(default_factory=dict)
+    counters: RetentionCounters = field(default_factory=RetentionCounters)
+    _gap: dict[str, float] = field(default_factory=dict)  # program -> expected gap (s)
+    _mean_gap: float | None = None
+
+    @property
+    def pinned_blocks(self) -> int:
+        return sum(e.num_blocks for e in self.entries.values())
+
+    def get(self, program_id: str) -> RetainedKV | None:
+        return self.entries.get(program_id)
+
+    def retain(self, program_id: str, block_ids: list[int], priority: int,
+               now: float) -> list[int]:
+        """Hold ``block_ids`` for the program (added to what it holds); returns the ids
+        that are new to the entry (the caller pins exactly those)."""
+        entry = self.entries.get(program_id)
+        self.counters.retained_calls += 1
+        if entry is None:
+            self.entries[program_id] = RetainedKV(program_id, list(block_ids), priority, now)
+            return list(block_ids)
+        held = set(entry.block_ids)
+        new = [b for b in block_ids if b not in held]
+        entry.block_ids += new
+        entry.priority, entry.since = priority, now
+        return new
+
+    def pop(self, program_id: str) -> RetainedKV | None:
+        return self.entries.pop(program_id, None)
+
+    def observe_return(self, program_id: str, arrival: float) -> None:
+        """A call of the program arrived: learn the gap since its last call ended."""
+        entry = self.entries.get(program_id)
+        if entry is None:
+            return
+        gap = max(0.0, arrival - entry.since)
+        old = self._gap.get(program_id)
+        self._gap[program_id] = gap if old is None else GAP_EWMA * gap + (1 - GAP_EWMA) * old
+        mean = self._mean_gap
+        self._mean_gap = gap if mean is None else GAP_EWMA * gap + (1 - GAP_EWMA) * mean
+
+    def expected_return(self, entry: RetainedKV) -> float:
+        """When the program's next call is expected (its gap, else the mean gap)."""
+        gap = self._gap.get(entry.program_id, self._mean_gap)
+        return entry.since + (gap if gap is not None else 0.0)
+
+    def release_order(self, exclude: str | None = None) -> list[RetainedKV]:
+        """Entries in the order pressure releases them: worst priority first, then the
+        one expected back last."""
+        entries = [e for e in self.entries.values() if e.program_id != exclude]
+        entries.sort(key=lambda e: (e.priority, self.expected_return(e)), reverse=True)
+        return entries
+
+    def expired(self, now: float) -> list[str]:
+        return [pid for pid, e in self.entries.items() if now - e.since > self.ttl_s]
+
+    def forget(self, program_id: str) -> None:
+        """The program ended: drop what was learnt about it too."""
+        self._gap.pop(program_id, None)
