@@ -364,7 +364,9 @@ class AutellixEngine:
         self.totals.add(result)
         self.table.complete_call(result.program_id, result.call_id, result.stats,
                                  tokens=result.usage.completion_tokens,
-                                 replica_id=result.replica)
+                                 replica_id=result.replica,
+                                 prompt_tokens=result.usage.prompt_tokens,
+                                 cached_tokens=result.usage.cached_tokens)
 
     # -- input handling ---------------------------------------------------------------
     def _check_priority(self, priority: Any) -> None:

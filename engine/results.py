@@ -75,6 +75,10 @@ class CallTotals:
     preemptions: int = 0
     swap: SwapStats = field(default_factory=SwapStats)
     host_pool_used_blocks: int = 0  # as last reported
+    retained_tokens: int = 0  # prompt tokens served from programs' retained KV
+    reprefilled_tokens: int = 0  # programs' history tokens computed again
+    retained_device_blocks: int = 0  # as last reported
+    retained_host_blocks: int = 0  # as last reported
     failed_calls: int = 0  # calls a replica fault ended after their first token
     retried_calls: int = 0  # calls re-sent to a replica after a fault (no token yet)
 
@@ -88,3 +92,7 @@ class CallTotals:
         for f in fields(SwapStats):
             setattr(self.swap, f.name, getattr(self.swap, f.name) + getattr(stats.swap, f.name))
         self.host_pool_used_blocks = stats.host_pool_used_blocks
+        self.retained_tokens += stats.retained_tokens
+        self.reprefilled_tokens += stats.reprefilled_tokens
+        self.retained_device_blocks = stats.retained_device_blocks
+        self.retained_host_blocks = stats.retained_host_blocks

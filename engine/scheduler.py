@@ -385,6 +385,10 @@ class _ProgramAwareMixin:
         if swap is not None:
             stats.swap = swap.pop_call_stats(request.request_id) or stats.swap
             stats.host_pool_used_blocks = swap.planner.pool.used
+        if self._retention is not None:
+            stats.retained_device_blocks = self._retention.table.pinned_blocks
+            if swap is not None:
+                stats.retained_host_blocks = swap.planner.retained_blocks
         if request.request_id in self._local_calls:
             self._local_calls.discard(request.request_id)
             if request.status == RequestStatus.FINISHED_ABORTED:

@@ -46,13 +46,15 @@ class CallStats:
     level: int = 0  # queue at completion
     promotions: int = 0  # anti-starvation moves to the top queue
     demotions: int = 0  # quantum expiries
+    swap: SwapStats = field(default_factory=SwapStats)
+    host_pool_used_blocks: int = 0  # engine-wide: swap pool blocks in use as it ended
+    retained_device_blocks: int = 0  # engine-wide: blocks pinned by KV retention
+    retained_host_blocks: int = 0  # engine-wide: host pool blocks of retained programs
     #: Prompt tokens served from its program's retained KV (device pins or host copy).
     retained_tokens: int = 0
     #: Prompt tokens its program had computed before (its previous call's context) that
     #: this call computed again: what KV retention is for.
     reprefilled_tokens: int = 0
-    swap: SwapStats = field(default_factory=SwapStats)
-    host_pool_used_blocks: int = 0  # engine-wide: swap pool blocks in use as it ended
 
     @property
     def decode_s(self) -> float:

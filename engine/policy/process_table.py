@@ -54,6 +54,10 @@ class ProgramEntry:
     num_aborted: int = 0  # calls aborted (cancelled or failed)
     tokens_generated: int = 0
     preemptions: int = 0
+    prompt_tokens: int = 0  # of completed calls
+    cached_tokens: int = 0  # prompt tokens served from the prefix cache
+    retained_tokens: int = 0  # of which from the program's retained KV
+    reprefilled_tokens: int = 0  # history tokens computed again (CallStats)
     threads: dict[str, ThreadEntry] = field(default_factory=dict)
     replica_ids: set[int] = field(default_factory=set)
     last_call_arrival: float | None = None
@@ -79,6 +83,15 @@ class ProgramSnapshot:
     created: float
     last_call_arrival: float | None
     last_call_completion: float | None
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    retained_tokens: int = 0
+    reprefilled_tokens: int = 0
+
+    @property
+    def prefix_hit_rate(self) -> float:
+        """Prompt tokens served from the prefix cache / prompt tokens, over its calls."""
+        return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
 
     @classmethod
     def from_entry(cls, e: ProgramEntry) -> ProgramSnapshot:
@@ -97,6 +110,10 @@ class ProgramSnapshot:
             created=e.created,
             last_call_arrival=e.last_call_arrival,
             last_call_completion=e.last_call_completion,
+            prompt_tokens=e.prompt_tokens,
+            cached_tokens=e.cached_tokens,
+            retained_tokens=e.retained_tokens,
+            reprefilled_tokens=e.reprefilled_tokens,
         )
 
 
@@ -236,7 +253,7 @@ class ProcessTable:
 
     def complete_call(
         self, program_id: str, call_id: str, stats: CallStats, *, tokens: int = 0,
-        replica_id: int | None = None,
+        replica_id: int | None = None, prompt_tokens: int = 0, cached_tokens: int = 0,
     ) -> float:
         """Account a finished call and return the program's new service.
 
@@ -256,6 +273,10 @@ class ProcessTable:
             entry.num_calls += 1
             entry.tokens_generated += tokens
             entry.preemptions += stats.preemptions
+            entry.prompt_tokens += prompt_tokens
+            entry.cached_tokens += cached_tokens
+            entry.retained_tokens += stats.retained_tokens
+            entry.reprefilled_tokens += stats.reprefilled_tokens
             if replica_id is not None:
                 entry.replica_ids.add(replica_id)
             entry.last_call_completion = self._clock()

@@ -109,6 +109,10 @@ class _EngineCollector:
              totals.swap.swap_fallbacks),
             ("swap_seconds", "Seconds spent copying KV to and from host memory.",
              totals.swap.swap_s),
+            ("retained_prompt_tokens", "Prompt tokens served from programs' retained KV "
+             "(kv_retention).", totals.retained_tokens),
+            ("reprefilled_prompt_tokens", "Prompt tokens of a program's history that its "
+             "next call computed again.", totals.reprefilled_tokens),
             ("retried_calls", "Calls re-sent after a replica fault (before their first "
              "token).", totals.retried_calls),
             ("failed_calls", "Calls a replica fault ended after their first token.",
@@ -122,6 +126,12 @@ class _EngineCollector:
         yield GaugeMetricFamily("autellix_host_pool_used_blocks",
                                 "Swap pool blocks in use, as last reported.",
                                 value=totals.host_pool_used_blocks)
+        yield GaugeMetricFamily("autellix_retained_device_blocks",
+                                "KV blocks pinned for live programs, as last reported.",
+                                value=totals.retained_device_blocks)
+        yield GaugeMetricFamily("autellix_retained_host_blocks",
+                                "Host pool blocks of live programs' retained KV, as last "
+                                "reported.", value=totals.retained_host_blocks)
 
 
 def _labelled(name: str, help_text: str, label: str, values: list[int]) -> GaugeMetricFamily:

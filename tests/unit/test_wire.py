@@ -36,3 +36,14 @@ def test_vllms_session_id_names_the_program_when_no_program_key_is_given():
     assert ProgramTag.from_extra_args({}, "req-1", session_id=None).program_id == "req-1"
     ours = ProgramTag.from_extra_args({"program_id": "p"}, "req-1", session_id="s")
     assert ours.program_id == "p"  # our key wins over the session id
+
+
+def test_end_notices_round_trip_and_malformed_ones_are_ignored():
+    tag = ProgramTag("p", "main", ended_programs=("a", "b"))
+    back = ProgramTag.from_extra_args(tag.to_extra_args(), "req-1")
+    assert back.ended_programs == ("a", "b") and not back.is_last_call
+    assert ProgramTag("p", "main", ended_programs=("p",)).is_last_call
+    for bad in (5, "a,b", {"a": 1}, [None, True, 1.5]):
+        parsed = ProgramTag.from_extra_args({"program_id": "p", "ended_programs": bad}, "r")
+        assert parsed.ended_programs == ()
+    assert "ended_programs" not in ProgramTag("p", "main").to_extra_args()

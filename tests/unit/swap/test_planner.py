@@ -86,3 +86,60 @@ def test_seconds_accumulate_per_call():
     p.add_seconds("a", 0.5)
     p.add_seconds("unknown", 1.0)
     assert p.pop_stats("a").swap_s == 0.75
+
+
+# -- the host tier of KV retention ----------------------------------------------------
+HASHES = [b"h0", b"h1", b"h2", b"h3"]
+
+
+def test_a_retained_program_is_copied_out_and_offered_to_its_next_call_by_hash():
+    p = SwapPlanner(pool_blocks=8, block_size=BS)
+    assert p.retain("prog", [7, 3, 9], HASHES[:3])
+    assert p.take_step().swap_out == [SwapOp("retained:prog", (7, 3, 9), 0)]
+    assert p.retained_blocks == 3
+    p.expect("call-2", "prog")
+    # The next call's prompt: the same 3 blocks, then a 4th the pool never had.
+    assert p.offer("call-2", num_tokens=70, num_local_tokens=16, block_hashes=HASHES) == 32
+    assert p.awaits_blocks("call-2")
+    p.resumed("call-2", [5, 6, 8, 10, 11], num_external_tokens=32)
+    p.drop_retained("prog")  # the scheduler drops the copy once the call is admitted
+    assert p.take_step().swap_in == [SwapOp("retained:prog", (6, 8), 1)]
+    assert p.reload_tokens("call-2") == 32
+    assert p.pool.used == 0 and p.retained_blocks == 0
+
+
+def test_a_call_whose_prompt_differs_is_offered_nothing():
+    p = SwapPlanner(pool_blocks=8, block_size=BS)
+    p.retain("prog", [1, 2], HASHES[:2])
+    p.take_step()
+    p.expect("c", "prog")
+    assert p.offer("c", num_tokens=64, num_local_tokens=0, block_hashes=[b"x", b"h1"]) == 0
+    p.expect("other", "someone-else")
+    assert p.offer("other", 64, 0, HASHES) == 0
+
+
+def test_preemptions_take_host_room_from_retained_copies():
+    p = SwapPlanner(pool_blocks=4, block_size=BS)
+    p.retain("prog", [1, 2, 3], HASHES[:3])
+    p.take_step()
+    assert p.preempted("a", num_computed_tokens=40, block_ids=[4, 5, 6])
+    assert not p.has_retained("prog")
+    assert p.take_step().swap_out == [SwapOp("a", (4, 5, 6), 0)]
+
+
+def test_a_copy_read_this_step_is_not_given_to_a_preemption():
+    p = SwapPlanner(pool_blocks=4, block_size=BS)
+    p.retain("prog", [1, 2, 3], HASHES[:3])
+    p.take_step()
+    p.expect("c", "prog")
+    p.offer("c", 64, 0, HASHES)
+    p.resumed("c", [7, 8, 9, 10], num_external_tokens=48)
+    assert not p.preempted("a", 40, [4, 5, 6])  # falls back to recomputation
+    step = p.take_step()
+    assert step.swap_in == [SwapOp("retained:prog", (7, 8, 9), 0)] and not step.swap_out
+
+
+def test_no_host_room_means_no_copy():
+    p = SwapPlanner(pool_blocks=2, block_size=BS)
+    assert not p.retain("prog", [1, 2, 3], HASHES[:3])
+    assert p.take_step().swap_out == [] and p.pool.used == 0
