@@ -18,6 +18,7 @@ from tqdm import tqdm
 from autellix_workloads.generators import generate
 from autellix_workloads.metrics import ProgramOutcome, Summary, summarize, throughput_at_slo
 from autellix_workloads.spec import ProgramSpec
+from autellix_workloads.variants import split_variant
 
 
 @dataclass
@@ -69,7 +70,7 @@ async def _run_program(graph, spec: ProgramSpec, t0: float, eng) -> ProgramOutco
     return ProgramOutcome(
         spec.program_id, spec.suite, arrival, completion, final["tokens"], spec.num_calls,
         snap.queue_wait_s if snap else 0.0, snap.execution_s if snap else 0.0,
-        snap.preemptions if snap else 0,
+        snap.preemptions if snap else 0, snap.reprefilled_tokens if snap else 0,
     )
 
 
@@ -95,9 +96,10 @@ async def run_bench(cfg: BenchConfig) -> BenchResult:
     from autellix_workloads.graph import build_graph
 
     summaries, outcomes = [], {}
-    for policy in cfg.policies:
+    for variant in cfg.policies:
+        policy, retain = split_variant(variant)
         engine_cfg = EngineConfig(
-            model=cfg.model, policy=policy,
+            model=cfg.model, policy=policy, kv_retention=retain,
             vllm_kwargs={"max_num_seqs": cfg.max_num_seqs, "max_model_len": cfg.max_model_len,
                          **cfg.vllm_kwargs})
         async with AutellixEngine(engine_cfg) as eng:
@@ -107,9 +109,9 @@ async def run_bench(cfg: BenchConfig) -> BenchResult:
                 programs = generate(cfg.suite, cfg.num_programs, rate, seed=cfg.seed,
                                     token_scale=cfg.token_scale, call_scale=cfg.call_scale,
                                     tool_latency_s=cfg.tool_latency_s)
-                outs = await run_rate(graph, eng, programs, f"{policy} @ {rate}/s")
-                outcomes[f"{policy}@{rate}"] = outs
-                summaries.append(summarize(policy, rate, outs))
+                outs = await run_rate(graph, eng, programs, f"{variant} @ {rate}/s")
+                outcomes[f"{variant}@{rate}"] = outs
+                summaries.append(summarize(variant, rate, outs))
     slo = cfg.slo or 2 * min(s.mean for s in summaries)
     tput = {p: throughput_at_slo(summaries, p, slo) for p in cfg.policies}
     return BenchResult(cfg, summaries, outcomes, slo, tput)
@@ -142,13 +144,14 @@ def against_oracle(summaries: list[Summary]) -> dict[tuple[str, float], tuple[fl
 def markdown_table(result: BenchResult) -> str:
     oracle = against_oracle(result.summaries)
     rows = ["| policy | rate /s | programs | mean s/tok | p50 | p95 | p99 | programs/s | "
-            "wait share | preemptions | vs srpt | gain captured |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "wait share | preemptions | re-prefilled tokens | vs srpt | gain captured |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in result.summaries:
         ratio, share = oracle.get((s.policy, s.rate), (float("nan"), float("nan")))
         rows.append(f"| {s.policy} | {s.rate:g} | {s.programs} | {s.mean:.4f} | {s.p50:.4f} | "
                     f"{s.p95:.4f} | {s.p99:.4f} | {s.programs_per_s:.3f} | "
-                    f"{s.wait_share:.0%} | {s.preemptions} | {_num(ratio, 'x')} | "
+                    f"{s.wait_share:.0%} | {s.preemptions} | {s.reprefilled_tokens} | "
+                    f"{_num(ratio, 'x')} | "
                     f"{_num(share, '%')} |")
     rows.append("")
     rows.append(f"Throughput at equal latency (highest rate with mean <= {result.slo:.4f} "

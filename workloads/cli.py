@@ -23,6 +23,7 @@ def _bench(args: argparse.Namespace) -> int:
         suite=args.suite, rates=[float(r) for r in args.rates.split(",")],
         policies=args.policies.split(","), num_programs=args.programs, seed=args.seed,
         token_scale=args.token_scale, call_scale=args.call_scale, model=args.model,
+        tool_latency_s=args.tool_latency,
         max_num_seqs=args.max_num_seqs,
         max_model_len=vllm.pop("max_model_len", BenchConfig.max_model_len),
         slo=args.slo, vllm_kwargs=vllm,
@@ -42,7 +43,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from autellix_workloads.sim.des import SimConfig
     from autellix_workloads.sim.profile import CostProfile
     from autellix_engine.policy import parse_policy
-    from autellix_workloads.sim.sweep import VARIANTS, run_sweep
+    from autellix_workloads.sim.sweep import run_sweep, variant_config
 
     try:
         profile = CostProfile.load(args.profile)
@@ -51,10 +52,12 @@ def _simulate(args: argparse.Namespace) -> int:
                         preemption=args.preemption,
                         prefix_caching=not args.no_prefix_caching)
         for variant in args.policies.split(","):
-            parse_policy(VARIANTS.get(variant, (variant,))[0])
+            parse_policy(variant_config(variant, sim)[0])
         rates = [float(r) for r in args.rates.split(",")]
         if args.programs < 1 or min(rates) <= 0:
             raise ValueError("--programs must be >= 1 and every rate > 0")
+        if not 0 <= args.tool_latency < float("inf"):
+            raise ValueError("--tool-latency must be a number of seconds >= 0")
     except ValueError as e:
         print(f"autellix simulate: error: {e}", file=sys.stderr)  # noqa: T201
         return 2
@@ -62,6 +65,7 @@ def _simulate(args: argparse.Namespace) -> int:
     cfg = BenchConfig(suite=args.suite, rates=rates,
                       policies=args.policies.split(","), num_programs=args.programs,
                       seed=args.seed, token_scale=args.token_scale,
+                      tool_latency_s=args.tool_latency,
                       call_scale=args.call_scale, model=profile.name, slo=args.slo,
                       max_num_seqs=args.max_num_seqs or profile.max_num_seqs)
     print(f"{args.suite}: {args.programs} programs per rate on {profile.name} "  # noqa: T201
@@ -86,11 +90,14 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--suite", default=d.suite, help="chatbot, react, lats or mixed")
     p.add_argument("--rates", default=",".join(map(str, d.rates)),
                    help="programs/s, comma-separated")
-    p.add_argument("--policies", default=",".join(d.policies))
+    p.add_argument("--policies", default=",".join(d.policies),
+                   help="policies; a +retain suffix turns KV retention on (atlas+retain)")
     p.add_argument("--programs", type=int, default=d.num_programs, help="programs per rate")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--token-scale", type=float, default=d.token_scale)
     p.add_argument("--call-scale", type=float, default=d.call_scale)
+    p.add_argument("--tool-latency", type=float, default=d.tool_latency_s,
+                   help="seconds each tool (the gap between a program's calls) takes")
     p.add_argument("--model", default=d.model)
     p.add_argument("--max-num-seqs", type=int, default=d.max_num_seqs)
     p.add_argument("--slo", type=float, default=None, help="s/token for throughput at SLO")
@@ -102,12 +109,15 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--programs", type=int, default=1000, help="programs per rate")
     p.add_argument("--rates", default="0.5", help="programs/s, comma-separated")
     p.add_argument("--policies", default="fcfs,mlfq,plas,atlas,srpt",
-                   help="policies, or vllm (fcfs without prefix caching)")
+                   help="policies, or vllm (fcfs without prefix caching); a +retain "
+                   "suffix turns KV retention on (atlas+retain)")
     p.add_argument("--profile", default="cpu-smollm2",
                    help="a100-llama3.1-8b, h100-llama3.1-8b, cpu-smollm2 or a JSON path")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--token-scale", type=float, default=1.0)
     p.add_argument("--call-scale", type=float, default=1.0)
+    p.add_argument("--tool-latency", type=float, default=BenchConfig.tool_latency_s,
+                   help="seconds each tool (the gap between a program's calls) takes")
     p.add_argument("--max-num-seqs", type=int, default=None, help="default: the profile's")
     p.add_argument("--num-gpu-blocks", type=int, default=None, help="default: the profile's")
     p.add_argument("--preemption", default="swap", choices=["swap", "recompute"])

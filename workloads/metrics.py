@@ -24,6 +24,7 @@ class ProgramOutcome:
     queue_wait_s: float  # summed over calls
     execution_s: float  # summed over calls
     preemptions: int
+    reprefilled_tokens: int = 0  # history tokens its later calls computed again
 
     @property
     def response_s(self) -> float:
@@ -56,6 +57,7 @@ class Summary:
     programs_per_s: float
     wait_share: float  # queue wait / (queue wait + execution), over all calls
     preemptions: int
+    reprefilled_tokens: int = 0  # programs' history tokens computed again
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,6 +75,7 @@ def summarize(policy: str, rate: float, outcomes: list[ProgramOutcome]) -> Summa
         programs_per_s=len(outcomes) / max(end - start, 1e-9),
         wait_share=wait / busy if busy > 0 else 0.0,
         preemptions=sum(o.preemptions for o in outcomes),
+        reprefilled_tokens=sum(o.reprefilled_tokens for o in outcomes),
     )
 
 

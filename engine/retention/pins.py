@@ -103,7 +103,7 @@ class KVRetention:
     def make_room(self, exclude: str | None = None) -> bool:
         """Release retained programs, worst first, until some block is free; False when
         nothing (but ``exclude``'s own blocks) is left to release."""
-        for entry in self.table.release_order(exclude):
+        while (entry := self.table.worst(exclude)) is not None:
             self.table.pop(entry.program_id)
             self.table.counters.released_for_room += 1
             if self._host is not None:

@@ -105,12 +105,20 @@ class RetentionTable:
         gap = self._gap.get(entry.program_id, self._mean_gap)
         return entry.since + (gap if gap is not None else 0.0)
 
+    def release_key(self, entry: RetainedKV) -> tuple[int, float]:
+        """Larger is released first: worst priority, then expected back last."""
+        return entry.priority, self.expected_return(entry)
+
     def release_order(self, exclude: str | None = None) -> list[RetainedKV]:
-        """Entries in the order pressure releases them: worst priority first, then the
-        one expected back last."""
+        """Entries in the order pressure releases them."""
         entries = [e for e in self.entries.values() if e.program_id != exclude]
-        entries.sort(key=lambda e: (e.priority, self.expected_return(e)), reverse=True)
+        entries.sort(key=self.release_key, reverse=True)
         return entries
+
+    def worst(self, exclude: str | None = None) -> RetainedKV | None:
+        """The entry pressure releases next (``release_order()[0]``, in one pass)."""
+        return max((e for e in self.entries.values() if e.program_id != exclude),
+                   key=self.release_key, default=None)
 
     def expired(self, now: float) -> list[str]:
         return [pid for pid, e in self.entries.items() if now - e.since > self.ttl_s]

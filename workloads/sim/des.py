@@ -14,6 +14,11 @@ stages) on a model of the physics that make a GPU engine queue
   whole prompt.
 * **Chunked prefill.** Each step has a token budget (``max_num_batched_tokens``): one
   token per decoding call first, the rest in chunks to calls still computing prompts.
+* **KV retention** (``kv_retention``, ``autellix_engine.retention``): a live
+  program's prefix is held out of the LRU order between its calls and given up, worst
+  priority first, only when an allocation finds nothing else to evict; in swap mode
+  it is then copied to the host pool and its next call reloads it; an ended program's
+  blocks are freed. The order is the engine's own ``RetentionTable``.
 * **Preemption** by recomputation (blocks freed but cached; the resumed call recomputes
   what was evicted) or by swapping to a host pool at PCIe bandwidth (``preemption``);
   a preemptive policy evicts a running call for a better waiting one, as
@@ -45,6 +50,7 @@ from autellix_engine.policy.config import PolicyConfig, ServiceUnit
 from autellix_engine.policy.policies import Policy, create_policy
 from autellix_engine.policy.process_table import ProcessTable
 from autellix_engine.policy.waits import WaitLedger
+from autellix_engine.retention.table import RetentionTable
 from autellix_workloads.metrics import ProgramOutcome
 from autellix_workloads.sim.kvcache import BlockPool, HostPool
 from autellix_workloads.sim.profile import CostProfile
@@ -71,6 +77,7 @@ class SimConfig:
     #: setup`` builds it); ``"recompute"``: stock vLLM V1.
     preemption: str = "swap"
     prefix_caching: bool = True
+    kv_retention: bool = False  # needs prefix caching
     #: Chat-template tokens each call adds to its prompt. SmolLM2's template: 31 for a
     #: program's first one-message chat (default system prompt included), ~6 per later
     #: message; 16 is a per-call average for the suites' mix.
@@ -84,6 +91,8 @@ class SimConfig:
             raise ValueError("the simulator charges service in the tokens unit only")
         if self.max_jump is not None and self.max_jump < 1:
             raise ValueError("max_jump must be >= 1")
+        if self.kv_retention and not self.prefix_caching:
+            raise ValueError("kv_retention needs prefix_caching")
 
 
 @dataclass
@@ -96,6 +105,9 @@ class SimStats:
     recomputed_tokens: int = 0  # prefill tokens computed again after preemption
     prefill_tokens: int = 0
     prefix_hit_tokens: int = 0
+    reprefilled_tokens: int = 0  # a program's history computed again by its next call
+    retained_hit_tokens: int = 0  # prompt tokens from retained KV (device or host)
+    retained_out_blocks: int = 0  # retained blocks copied to the host pool
     evicted_blocks: int = 0
     peak_used_blocks: int = 0
     events: int = 0  # loop iterations (one or many steps each)
@@ -112,6 +124,7 @@ class _Program:
     execution_s: float = 0.0
     preemptions: int = 0
     remaining_tokens: int = 0  # for the clairvoyant oracle
+    reprefilled: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -175,6 +188,11 @@ class Simulator:
         self.swap_tokens = 0  # to copy in the next step
         self.outcomes: list[ProgramOutcome] = []
         self.calls: dict[str, _Call] = {}  # active, by call id
+        self.retention = RetentionTable(math.inf) if cfg.kv_retention else None
+        self.host_retained: dict[str, int] = {}  # program -> host blocks (oldest first)
+        if self.retention is not None:
+            self.pool.pick_retained = self._pick_retained
+            self.pool.on_released = self._retained_released
         for spec in programs:
             self._push_event(_Program(spec, remaining_tokens=spec.output_tokens), spec.arrival_s)
 
@@ -189,6 +207,8 @@ class Simulator:
         prog.open_calls = len(stage)
         sequential = len(stage) == 1
         for i, c in enumerate(stage):
+            if self.retention is not None and not i:
+                self.retention.observe_return(spec.program_id, self.now)
             ticket = self.table.begin_call(spec.program_id, f"s{prog.stage}t{i}")
             state = CallState(ticket.call_id, spec.program_id, ticket.thread_id, self.now,
                               self.seq, ticket.program_service, ticket.program_wait,
@@ -204,11 +224,47 @@ class Simulator:
             self._enqueue(call)
 
     def _finish_program(self, prog: _Program) -> None:
-        self.table.end_program(prog.spec.program_id)
         s = prog.spec
+        self.table.end_program(s.program_id)
+        if self.retention is not None:  # the end notice: its KV is of no more use
+            self.retention.pop(s.program_id)
+            self.retention.forget(s.program_id)
+            self.pool.drop(("prog", s.program_id))
+            self.host.release(self.host_retained.pop(s.program_id, 0))
         self.outcomes.append(ProgramOutcome(
             s.program_id, s.suite, s.arrival_s, self.now, prog.tokens, s.num_calls,
-            prog.queue_wait_s, prog.execution_s, prog.preemptions))
+            prog.queue_wait_s, prog.execution_s, prog.preemptions, prog.reprefilled))
+
+    # -- KV retention ------------------------------------------------------------------
+    def _pick_retained(self) -> tuple[str, str]:
+        assert self.retention is not None
+        while True:  # an entry whose call was just refused may hold nothing
+            entry = self.retention.worst()
+            assert entry is not None, "retained blocks without a retention entry"
+            self.retention.pop(entry.program_id)
+            key = ("prog", entry.program_id)
+            if self.pool.retained_blocks(key):
+                return key
+
+    def _retained_released(self, key: tuple[str, str], blocks: int) -> None:
+        """Pressure gave up a retained prefix: swap mode copies it to the host pool."""
+        pid = key[1]
+        if self.cfg.preemption != "swap":
+            return
+        self.host.release(self.host_retained.pop(pid, 0))
+        if self.host.reserve(blocks):
+            self.host_retained[pid] = blocks
+            self.swap_tokens += blocks * self.bs
+            self.stats.retained_out_blocks += blocks
+
+    def _host_reserve(self, n: int) -> bool:
+        """Host room for a preemption: retained copies give way, oldest first."""
+        while not self.host.reserve(n):
+            if not self.host_retained:
+                return False
+            pid = next(iter(self.host_retained))
+            self.host.release(self.host_retained.pop(pid))
+        return True
 
     # -- queues ----------------------------------------------------------------------
     def _enqueue(self, c: _Call) -> None:
@@ -385,27 +441,51 @@ class Simulator:
             c.sys_blocks = c.system // bs
             hit_tokens = sys_hit * bs
         call_key = ("call", c.state.call_id)
-        key = call_key if c.state.stats.preemptions else ("prog", c.prog.spec.program_id)
-        own_hit = 0
-        if caching and (hit_tokens or not c.sys_blocks):  # prefixes chain from the start
-            own_hit = pool.hit(key, max(0, (c.target - 1) // bs - c.sys_blocks))
-        c.held, c.computed = own_hit, hit_tokens + own_hit * bs
+        pid = c.prog.spec.program_id
+        key = call_key if c.state.stats.preemptions else ("prog", pid)
+        own_hit = reload = 0
+        retained = pool.retained_blocks(key) > 0
+        chained = caching and (hit_tokens or not c.sys_blocks)  # prefixes chain from 0
+        if chained:
+            most = max(0, (c.target - 1) // bs - c.sys_blocks)
+            own_hit = pool.hit(key, most)
+            if key is not call_key:
+                reload = max(0, min(self.host_retained.get(pid, 0), most) - own_hit)
+        c.held, c.computed = own_hit + reload, hit_tokens + (own_hit + reload) * bs
         n = min(c.target - c.computed, left)
         new = self._blocks_for(c, n)
-        if not pool.allocate(new):
-            pool.release(own_hit, key, own_hit)
+        if not pool.allocate(new + reload):
+            pool.release(own_hit, key, own_hit, retain=retained)
             if c.sys_blocks:
                 pool.release_shared(sys_key)
             c.held = c.sys_blocks = c.computed = 0
             return False
         if key is call_key:
             pool.drop(key)  # what its resumption could not use
+        else:
+            self._admitted(c, own_hit if retained else 0, reload)
         c.held += new
         self.stats.prefix_hit_tokens += c.computed
         self._leave_waiting(c)
         self._to_prefill(c)
         chunks.append((c, n))
         return True
+
+    def _admitted(self, c: _Call, retained_hit: int, reload: int) -> None:
+        """A program's call starts: what of its history it reused, recomputes, reloads."""
+        prog, pid = c.prog, c.prog.spec.program_id
+        if prog.history:
+            again = max(0, c.system + prog.history - c.computed)
+            prog.reprefilled += again
+            self.stats.reprefilled_tokens += again
+        if self.retention is None:
+            return
+        self.retention.pop(pid)
+        host = self.host_retained.pop(pid, 0)
+        self.host.release(host)
+        if reload:
+            self.swap_tokens += reload * self.bs
+        self.stats.retained_hit_tokens += (retained_hit + reload) * self.bs
 
     def _swap_in(self, c: _Call) -> bool:
         """Its KV comes back from the host pool whole (plus this step's new block)."""
@@ -483,7 +563,7 @@ class Simulator:
         self.stats.preemptions += 1
         c.state.stats.preemptions += 1
         pool = self.pool
-        if self.cfg.preemption == "swap" and c.held and self.host.reserve(c.held):
+        if self.cfg.preemption == "swap" and c.held and self._host_reserve(c.held):
             c.state.stats.swap.swaps_out += 1
             c.state.stats.swap.swapped_blocks += c.held
             self.stats.swapped_out_blocks += c.held
@@ -649,8 +729,12 @@ class Simulator:
         pool, prog = self.pool, c.prog
         pid = prog.spec.program_id
         if self.cfg.prefix_caching and c.sequential:
-            keep = max(0, c.computed // self.bs - c.sys_blocks)
-            pool.release(c.held, ("prog", pid), min(keep, c.held))
+            keep = min(max(0, c.computed // self.bs - c.sys_blocks), c.held)
+            retain = self.retention is not None and keep > 0
+            pool.release(c.held, ("prog", pid), keep, retain=retain)
+            if retain:
+                self.retention.retain(pid, [], self.policy.engine_priority(c.state),
+                                      self.now)
         else:
             pool.release(c.held)
         c.held = 0

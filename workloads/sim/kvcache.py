@@ -8,7 +8,12 @@ A model of vLLM V1's block pool at the granularity the simulator needs:
   first; within one freed chain the tail goes first (vLLM frees a request's blocks in
   reverse order), so an entry shrinks from its end and its head stays hittable;
 * a hit moves a cached prefix back into use;
-* a shared prefix (a suite's system prompt) is held once while any call uses it.
+* a shared prefix (a suite's system prompt) is held once while any call uses it;
+* with KV retention (``autellix_engine.retention``), a live program's prefix is
+  *retained*: out of the LRU order until an allocation finds nothing else to evict;
+  then ``pick_retained`` names the program to give up (the engine's release order) and
+  ``on_released`` hears of it (the host tier copies it), and its blocks go to the front
+  of the LRU order, as the engine's release puts them at the front of vLLM's free queue.
 
 Cached prefixes are keyed by whoever can hit them: a program (its conversation so far,
 for its next call), a preempted call (its own context, for its resumption) or a shared
@@ -18,24 +23,28 @@ system prompt.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 
 @dataclass
 class BlockPool:
-    """Device KV blocks. ``used + cached + free == capacity`` at all times."""
+    """Device KV blocks. ``used + cached + retained + free == capacity`` at all times."""
 
     capacity: int
     used: int = 0
     cached: int = 0
+    retained: int = 0
     evicted: int = 0  # cached blocks reclaimed for new allocations (a metric)
+    pick_retained: Callable[[], Hashable] | None = None
+    on_released: Callable[[Hashable, int], None] | None = None
     _lru: OrderedDict[Hashable, int] = field(default_factory=OrderedDict)
+    _retained: dict[Hashable, int] = field(default_factory=dict)
     _shared: dict[Hashable, list[int]] = field(default_factory=dict)  # key -> [blocks, refs]
 
     @property
     def free(self) -> int:
-        return self.capacity - self.used - self.cached
+        return self.capacity - self.used - self.cached - self.retained
 
     @property
     def available(self) -> int:
@@ -49,6 +58,8 @@ class BlockPool:
             return False
         short = n - self.free
         while short > 0:
+            if not self._lru:
+                self._release_retained()
             key, blocks = next(iter(self._lru.items()))
             take = min(short, blocks)
             if take == blocks:
@@ -61,19 +72,50 @@ class BlockPool:
         self.used += n
         return True
 
-    def release(self, n: int, key: Hashable | None = None, keep: int = 0) -> None:
+    def release(self, n: int, key: Hashable | None = None, keep: int = 0,
+                retain: bool = False) -> None:
         """Take ``n`` blocks out of use; ``keep`` of them stay cached under ``key``
-        (added to what it has cached, all of it now the most recently used)."""
+        (added to what it has cached, all of it now the most recently used), or
+        retained (``retain``)."""
         if not 0 <= keep <= n <= self.used:
             raise ValueError(f"cannot release {n} blocks keeping {keep} ({self.used} in use)")
         self.used -= n
-        if key is not None and keep:
+        if key is None or not keep:
+            return
+        if retain:
+            self._retained[key] = self._retained.get(key, 0) + keep
+            self.retained += keep
+        else:
             self._lru[key] = self._lru.pop(key, 0) + keep
             self.cached += keep
 
+    def _release_retained(self) -> None:
+        """An allocation found no cached block to evict: give up a retained prefix."""
+        assert self.pick_retained is not None and self._retained, "accounting error"
+        key = self.pick_retained()
+        blocks = self._retained.pop(key)
+        self.retained -= blocks
+        if self.on_released is not None:
+            self.on_released(key, blocks)
+        self._lru[key] = self._lru.pop(key, 0) + blocks
+        self._lru.move_to_end(key, last=False)  # evicted first
+        self.cached += blocks
+
+    def retained_blocks(self, key: Hashable) -> int:
+        return self._retained.get(key, 0)
+
     def hit(self, key: Hashable, max_blocks: int) -> int:
-        """Move up to ``max_blocks`` of ``key``'s cached prefix into use; returns how
-        many. What is left of a longer entry stays cached."""
+        """Move up to ``max_blocks`` of ``key``'s retained or cached prefix into use;
+        returns how many. What is left of a longer cached entry stays cached."""
+        kept = self._retained.pop(key, 0)
+        if kept:  # retention ends at the hit; what the call does not use is cached
+            self.retained -= kept
+            take = min(kept, max_blocks)
+            self.used += take
+            if kept > take:
+                self._lru[key] = self._lru.pop(key, 0) + kept - take
+                self.cached += kept - take
+            return take
         blocks = self._lru.get(key, 0)
         take = min(blocks, max_blocks)
         if not take:
@@ -87,8 +129,9 @@ class BlockPool:
         return take
 
     def drop(self, key: Hashable) -> None:
-        """Forget ``key``'s cached prefix (its blocks become free)."""
+        """Forget ``key``'s cached and retained prefix (its blocks become free)."""
         self.cached -= self._lru.pop(key, 0)
+        self.retained -= self._retained.pop(key, 0)
 
     def cached_blocks(self, key: Hashable) -> int:
         return self._lru.get(key, 0)

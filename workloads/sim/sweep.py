@@ -4,7 +4,8 @@ Each (rate, variant) runs the same seeded programs. A variant is a policy name, 
 ``vllm``: the paper's plain vLLM baseline, FCFS with prefix caching off. ``fcfs`` is
 stock vLLM today (the paper's "vLLM-opt": prefix caching, chunked prefill); the others
 are our policies with our engine's swap preemption, and ``srpt`` is the clairvoyant
-yardstick. Reports reuse ``autellix_workloads.bench``'s (JSON, Markdown, plot), so a
+yardstick. A ``+retain`` suffix (``atlas+retain``) turns KV retention on
+(``autellix_workloads.variants``). Reports reuse ``autellix_workloads.bench``'s (JSON, Markdown, plot), so a
 simulated sweep reads like a measured one.
 """
 
@@ -19,6 +20,7 @@ from autellix_workloads.bench import BenchConfig, BenchResult
 from autellix_workloads.generators import generate
 from autellix_workloads.metrics import Summary, summarize, throughput_at_slo
 from autellix_workloads.sim.des import SimConfig, Simulator
+from autellix_workloads.variants import split_variant
 
 #: Variants whose settings differ from the base: (policy, SimConfig changes). Stock
 #: vLLM V1 preempts (for memory) by recomputation only.
@@ -30,7 +32,10 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 
 def variant_config(variant: str, base: SimConfig) -> tuple[str, SimConfig]:
     """The policy and simulator settings a variant name stands for."""
-    policy, changes = VARIANTS.get(variant, (variant, {}))
+    name, retain = split_variant(variant)
+    policy, changes = VARIANTS.get(name, (name, {}))
+    if retain:
+        changes = {**changes, "kv_retention": True}
     return policy, dataclasses.replace(base, **changes)
 
 

@@ -59,3 +59,12 @@ def test_end_notices_go_to_every_replica_once_and_in_bounded_batches():
     assert notices.take(0) == tuple(f"p{i}" for i in range(PER_REQUEST, PER_REQUEST + 3))
     assert notices.take(0) == ()
     assert len(notices.take(1)) == PER_REQUEST  # replica 1 still has its own copy
+
+
+def test_worst_is_the_head_of_the_release_order():
+    table = RetentionTable(ttl_s=60)
+    for i, (prio, since) in enumerate([(0, 1.0), (2, 0.0), (2, 3.0), (1, 9.0)]):
+        table.retain(f"p{i}", [i], priority=prio, now=since)
+    assert table.worst() is table.release_order()[0]
+    assert table.worst(exclude="p2") is table.release_order(exclude="p2")[0]
+    assert RetentionTable(ttl_s=1).worst() is None
