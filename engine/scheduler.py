@@ -194,12 +194,12 @@ class _ProgramAwareMixin:
 
     def _on_admitted(self, req_id: str, hit_tokens: int) -> None:
         """A call's first scheduling: count what it reused, release its program's pins."""
-        call = self._calls.get(req_id)
-        if call is None or call.stats.preemptions or req_id not in self.requests:
+        call, request = self._calls.get(req_id), self.requests.get(req_id)
+        if call is None or request is None or request.num_preemptions:
             return  # a resumption (counted at its first admission)
         stats = call.stats
         before = self._history.get(call.program_id, 0)
-        prompt = self.requests[req_id].num_prompt_tokens
+        prompt = request.num_prompt_tokens
         stats.reprefilled_tokens = max(0, min(before, prompt) - hit_tokens)
         if self._retention is not None:
             hit_blocks = self.kv_cache_manager.get_block_ids(req_id)[0][
@@ -351,8 +351,10 @@ class _ProgramAwareMixin:
         if len(history) > HISTORY_PROGRAMS:
             history.popitem(last=False)
         if self._retention is not None and call.call_id not in self._last_calls:
+            # LangGraph threads are "node:task-id" (checkpoint namespaces): the node.
             self._retention.on_call_finished(request, call.program_id,
-                                             self._policy.engine_priority(call), time.time())
+                                             self._policy.engine_priority(call), time.time(),
+                                             call.thread_id.split(":", 1)[0])
 
     def reset_prefix_cache(self, *args: Any, **kwargs: Any) -> bool:
         if self._retention is not None:  # a reset needs every block free

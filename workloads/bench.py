@@ -37,6 +37,7 @@ class BenchConfig:
     max_num_seqs: int = 8
     max_model_len: int = 4096
     slo: float | None = None  # s/token for "throughput at equal latency"; None: 2x best
+    swap_space_bytes: int | None = None  # host swap pool (None: the engine's default)
     vllm_kwargs: dict = field(default_factory=dict)  # further vLLM engine arguments
 
 
@@ -100,6 +101,7 @@ async def run_bench(cfg: BenchConfig) -> BenchResult:
         policy, retain = split_variant(variant)
         engine_cfg = EngineConfig(
             model=cfg.model, policy=policy, kv_retention=retain,
+            swap_space_bytes=cfg.swap_space_bytes,
             vllm_kwargs={"max_num_seqs": cfg.max_num_seqs, "max_model_len": cfg.max_model_len,
                          **cfg.vllm_kwargs})
         async with AutellixEngine(engine_cfg) as eng:

@@ -23,7 +23,7 @@ def _bench(args: argparse.Namespace) -> int:
         suite=args.suite, rates=[float(r) for r in args.rates.split(",")],
         policies=args.policies.split(","), num_programs=args.programs, seed=args.seed,
         token_scale=args.token_scale, call_scale=args.call_scale, model=args.model,
-        tool_latency_s=args.tool_latency,
+        tool_latency_s=args.tool_latency, swap_space_bytes=args.swap_space_bytes,
         max_num_seqs=args.max_num_seqs,
         max_model_len=vllm.pop("max_model_len", BenchConfig.max_model_len),
         slo=args.slo, vllm_kwargs=vllm,
@@ -49,6 +49,7 @@ def _simulate(args: argparse.Namespace) -> int:
         profile = CostProfile.load(args.profile)
         sim = SimConfig(profile=profile, policy_config=PolicyConfig(),
                         max_num_seqs=args.max_num_seqs, num_gpu_blocks=args.num_gpu_blocks,
+                        num_host_blocks=args.num_host_blocks,
                         preemption=args.preemption,
                         prefix_caching=not args.no_prefix_caching)
         for variant in args.policies.split(","):
@@ -101,6 +102,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--model", default=d.model)
     p.add_argument("--max-num-seqs", type=int, default=d.max_num_seqs)
     p.add_argument("--slo", type=float, default=None, help="s/token for throughput at SLO")
+    p.add_argument("--swap-space-bytes", type=int, default=None,
+                   help="host swap pool size (default: the KV cache size)")
     p.add_argument("--out", default="bench-results", help="folder for JSON, Markdown, PNG")
     p.set_defaults(func=_bench, takes_vllm_flags=True)
 
@@ -120,6 +123,7 @@ def add_commands(sub: Any) -> None:
                    help="seconds each tool (the gap between a program's calls) takes")
     p.add_argument("--max-num-seqs", type=int, default=None, help="default: the profile's")
     p.add_argument("--num-gpu-blocks", type=int, default=None, help="default: the profile's")
+    p.add_argument("--num-host-blocks", type=int, default=None, help="default: the profile's")
     p.add_argument("--preemption", default="swap", choices=["swap", "recompute"])
     p.add_argument("--no-prefix-caching", action="store_true")
     p.add_argument("--slo", type=float, default=None, help="s/token for throughput at SLO")

@@ -52,7 +52,7 @@ class KVRetention:
 
     # -- events ------------------------------------------------------------------------
     def on_call_finished(self, request: Request, program_id: str, priority: int,
-                         now: float) -> None:
+                         now: float, node: str = "") -> None:
         """Pin the finished call's prefix-cached blocks (before vLLM frees them)."""
         blocks = self._manager.get_blocks(request.request_id).blocks[0]
         cached = []
@@ -62,7 +62,7 @@ class KVRetention:
             cached.append(block.block_id)
         if not cached:
             return
-        new = self.table.retain(program_id, cached, priority, now)
+        new = self.table.retain(program_id, cached, priority, now, node)
         self._pool.touch([self._pool.blocks[i] for i in new])
 
     def on_admitted(self, program_id: str, hit_block_ids: list[int]) -> int:

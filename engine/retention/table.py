@@ -12,8 +12,9 @@ order that uses what the engine knows:
 * under memory pressure, the **worst-priority** program goes first (the policy's
   ``engine_priority`` of its last call: the client's priority, then the queue level);
 * among equals, the program **expected back last** goes first (its last call's end plus
-  the gap between its calls observed so far, per program, else across programs), as
-  KVFlow orders agents by steps to execution;
+  the gap observed after its calls: its own, else that of calls from the same graph
+  node across programs, else across all), as KVFlow orders agents by steps to
+  execution;
 * a program idle for longer than ``ttl_s`` (a session that was never ended) releases
   its blocks to the ordinary prefix cache.
 
@@ -37,6 +38,7 @@ class RetainedKV:
     block_ids: list[int]  # pinned blocks, prefix order (a block's chain from the start)
     priority: int  # the policy's engine priority of its last call: larger goes first
     since: float  # when its last call finished (time.time())
+    node: str = ""  # the graph node (thread label) of its last call
 
     @property
     def num_blocks(self) -> int:
@@ -62,6 +64,7 @@ class RetentionTable:
     entries: dict[str, RetainedKV] = field(default_factory=dict)
     counters: RetentionCounters = field(default_factory=RetentionCounters)
     _gap: dict[str, float] = field(default_factory=dict)  # program -> expected gap (s)
+    _node_gap: dict[str, float] = field(default_factory=dict)  # node -> expected gap (s)
     _mean_gap: float | None = None
 
     @property
@@ -72,18 +75,19 @@ class RetentionTable:
         return self.entries.get(program_id)
 
     def retain(self, program_id: str, block_ids: list[int], priority: int,
-               now: float) -> list[int]:
+               now: float, node: str = "") -> list[int]:
         """Hold ``block_ids`` for the program (added to what it holds); returns the ids
         that are new to the entry (the caller pins exactly those)."""
         entry = self.entries.get(program_id)
         self.counters.retained_calls += 1
         if entry is None:
-            self.entries[program_id] = RetainedKV(program_id, list(block_ids), priority, now)
+            self.entries[program_id] = RetainedKV(program_id, list(block_ids), priority, now,
+                                                  node)
             return list(block_ids)
         held = set(entry.block_ids)
         new = [b for b in block_ids if b not in held]
         entry.block_ids += new
-        entry.priority, entry.since = priority, now
+        entry.priority, entry.since, entry.node = priority, now, node
         return new
 
     def pop(self, program_id: str) -> RetainedKV | None:
@@ -95,14 +99,17 @@ class RetentionTable:
         if entry is None:
             return
         gap = max(0.0, arrival - entry.since)
-        old = self._gap.get(program_id)
-        self._gap[program_id] = gap if old is None else GAP_EWMA * gap + (1 - GAP_EWMA) * old
+        _learn(self._gap, program_id, gap)
+        _learn(self._node_gap, entry.node, gap)
         mean = self._mean_gap
         self._mean_gap = gap if mean is None else GAP_EWMA * gap + (1 - GAP_EWMA) * mean
 
     def expected_return(self, entry: RetainedKV) -> float:
-        """When the program's next call is expected (its gap, else the mean gap)."""
-        gap = self._gap.get(entry.program_id, self._mean_gap)
+        """When the program's next call is expected: after its own gap, else its last
+        node's, else the mean gap."""
+        gap = self._gap.get(entry.program_id)
+        if gap is None:
+            gap = self._node_gap.get(entry.node, self._mean_gap)
         return entry.since + (gap if gap is not None else 0.0)
 
     def release_key(self, entry: RetainedKV) -> tuple[int, float]:
@@ -126,3 +133,8 @@ class RetentionTable:
     def forget(self, program_id: str) -> None:
         """The program ended: drop what was learnt about it too."""
         self._gap.pop(program_id, None)
+
+
+def _learn(gaps: dict[str, float], key: str, gap: float) -> None:
+    old = gaps.get(key)
+    gaps[key] = gap if old is None else GAP_EWMA * gap + (1 - GAP_EWMA) * old

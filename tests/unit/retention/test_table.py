@@ -68,3 +68,15 @@ def test_worst_is_the_head_of_the_release_order():
     assert table.worst() is table.release_order()[0]
     assert table.worst(exclude="p2") is table.release_order(exclude="p2")[0]
     assert RetentionTable(ttl_s=1).worst() is None
+
+
+def test_a_new_programs_gap_is_learnt_from_calls_of_the_same_node():
+    table = RetentionTable(ttl_s=60)
+    table.retain("a", [1], priority=0, now=0.0, node="agent")
+    table.observe_return("a", 8.0)  # after "agent" calls, tools take 8 s
+    table.retain("b", [2], priority=0, now=0.0, node="chat")
+    table.observe_return("b", 1.0)
+    table.retain("c", [3], priority=0, now=10.0, node="agent")  # never returned yet
+    assert table.expected_return(table.get("c")) == 18.0
+    table.retain("d", [4], priority=0, now=10.0, node="unseen")  # falls back to the mean
+    assert table.expected_return(table.get("d")) == 10.0 + 0.5 * 1.0 + 0.5 * 8.0

@@ -70,3 +70,32 @@ def test_the_host_pool_refuses_what_does_not_fit():
     assert host.reserve(3) and not host.reserve(3)
     host.release(3)
     assert host.reserve(5)
+
+
+def test_retained_prefixes_yield_only_after_every_cached_one_worst_first():
+    released = []
+    order = ["worse", "better"]
+    pool = BlockPool(10, pick_retained=lambda: order.pop(0),
+                     on_released=lambda key, n: released.append((key, n)))
+    pool.allocate(10)
+    pool.release(3, key="better", keep=3, retain=True)
+    pool.release(3, key="worse", keep=3, retain=True)
+    pool.release(4, key="lru", keep=4)
+    assert (pool.retained, pool.cached, pool.free, pool.available) == (6, 4, 0, 10)
+    assert pool.allocate(4) and released == []  # the LRU prefix went first
+    assert pool.allocate(2)  # then the worse program: all of it leaves retention,
+    assert released == [("worse", 3)] and pool.retained_blocks("worse") == 0
+    assert pool.cached_blocks("worse") == 1  # its head stays cached, evicted next
+    assert pool.retained_blocks("better") == 3
+    assert pool.used + pool.cached + pool.retained + pool.free == pool.capacity
+
+
+def test_a_hit_on_a_retained_prefix_ends_its_retention():
+    pool = BlockPool(10)
+    pool.allocate(5)
+    pool.release(5, key="p", keep=5, retain=True)
+    assert pool.hit("p", 3) == 3  # the call needs 3: the other 2 become ordinary cache
+    assert (pool.used, pool.retained, pool.cached) == (3, 0, 2)
+    pool.release(3, key="p", keep=3, retain=True)
+    pool.drop("p")
+    assert (pool.retained, pool.cached, pool.free) == (0, 0, 10)

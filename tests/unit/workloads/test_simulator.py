@@ -148,3 +148,56 @@ def test_a_call_that_can_never_fit_is_a_clear_error():
     cfg = SimConfig(profile=unit_profile(), num_gpu_blocks=10, prompt_overhead_tokens=0)
     with pytest.raises(RuntimeError, match="can never run"):
         simulate(progs, "fcfs", cfg)
+
+
+# -- KV retention -------------------------------------------------------------------
+
+
+def _retention_run(variant_cfg, progs):
+    sim = Simulator(progs, "atlas", variant_cfg)
+    return {o.program_id: o for o in sim.run()}, sim.stats
+
+
+def test_retention_keeps_a_programs_history_through_others_pressure():
+    # The eviction scenario above, with retention: "a" keeps its 10 blocks pinned, so
+    # "b" (20 blocks of 24) waits for nothing and "a" recomputes nothing.
+    a = ProgramSpec("a", "chatbot", 0.0, ((CallSpec(160, 8),), (CallSpec(16, 8),)),
+                    tool_latency_s=100.0)
+    b = one_call("b", 20.0, 320, 8)
+    base = dict(profile=unit_profile(max_num_seqs=8), prompt_overhead_tokens=0,
+                num_gpu_blocks=32, preemption="recompute")
+    plain, plain_stats = _retention_run(SimConfig(**base), [a, b])
+    kept, kept_stats = _retention_run(SimConfig(kv_retention=True, **base), [a, b])
+    assert plain_stats.reprefilled_tokens > 0 and plain["a"].reprefilled_tokens > 0
+    assert kept_stats.reprefilled_tokens == 7  # only its last, partly filled block
+    assert kept_stats.retained_hit_tokens == 160
+    assert kept["b"].completion_s == plain["b"].completion_s  # b was not held back
+
+
+def test_retained_kv_that_pressure_needs_goes_to_the_host_and_comes_back():
+    progs = generate("react", 48, 0.6, seed=0, token_scale=1.0, call_scale=0.5,
+                     tool_latency_s=1.0)
+    base = dict(num_gpu_blocks=48, max_num_seqs=8)
+    swap = {}
+    for mode in ("recompute", "swap"):
+        outs, stats = _retention_run(SimConfig(kv_retention=True, preemption=mode, **base),
+                                     progs)
+        assert {o.tokens for o in outs.values()} and len(outs) == len(progs)
+        swap[mode] = stats
+    _, plain = _retention_run(SimConfig(preemption="swap", **base), progs)
+    assert swap["swap"].retained_out_blocks > 0 and swap["recompute"].retained_out_blocks == 0
+    assert swap["swap"].reprefilled_tokens < swap["recompute"].reprefilled_tokens
+    assert swap["swap"].reprefilled_tokens < plain.reprefilled_tokens / 2
+
+
+def test_with_room_to_spare_retention_changes_nothing():
+    progs = generate("mixed", 60, 1.0, seed=3, token_scale=0.2, call_scale=0.2)
+    plain, _ = _retention_run(SimConfig(), progs)
+    kept, _ = _retention_run(SimConfig(kv_retention=True), progs)
+    assert {k: o.completion_s for k, o in kept.items()} == pytest.approx(
+        {k: o.completion_s for k, o in plain.items()})
+
+
+def test_retention_needs_prefix_caching():
+    with pytest.raises(ValueError, match="prefix_caching"):
+        SimConfig(kv_retention=True, prefix_caching=False)
