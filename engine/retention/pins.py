@@ -81,24 +81,24 @@ class KVRetention:
     def end(self, program_ids: tuple[str, ...] | list[str]) -> None:
         """The programs ended: their blocks are reused before any other cached block."""
         for pid in program_ids:
-            entry = self.table.pop(pid)
-            self.table.forget(pid)
-            if self._host is not None:
-                self._host.drop_retained(pid)
-            if entry is not None:
+            if self._forget(pid, evict_first=True):
                 self.table.counters.released_ended += 1
-                self._release(entry, evict_first=True)
 
     def collect(self, now: float) -> None:
         """Programs idle past the TTL go back to vLLM's ordinary prefix cache."""
         for pid in self.table.expired(now):
-            entry = self.table.pop(pid)
-            self.table.forget(pid)
-            if self._host is not None:
-                self._host.drop_retained(pid)
-            if entry is not None:
+            if self._forget(pid, evict_first=False):
                 self.table.counters.released_expired += 1
-                self._release(entry, evict_first=False)
+
+    def _forget(self, program_id: str, evict_first: bool) -> bool:
+        """Drop all retention of a program that will not be back; False if it had none."""
+        entry = self.table.pop(program_id)
+        self.table.forget(program_id)
+        if self._host is not None:
+            self._host.drop_retained(program_id)
+        if entry is not None:
+            self._release(entry, evict_first)
+        return entry is not None
 
     def make_room(self, exclude: str | None = None) -> bool:
         """Release retained programs, worst first, until some block is free; False when

@@ -51,6 +51,14 @@ class _Offer:
 RETAINED_OWNER = "retained:"
 
 
+@dataclass
+class _HostCopy:
+    """A retained program's blocks in the host pool."""
+
+    owner: str  # its extent's owner key: one per copy (an older copy may still be read)
+    slots: dict[bytes, int]  # block hash -> host slot
+
+
 class SwapPlanner:
     """Plans swap-outs at preemption and swap-ins at resumption over a bounded pool.
 
@@ -67,7 +75,8 @@ class SwapPlanner:
         self._step = StepSwaps()
         self._release: list[str] = []
         self._stats: dict[str, SwapStats] = {}
-        self._retained: dict[str, dict[bytes, int]] = {}  # program -> block hash -> slot
+        self._retained: dict[str, _HostCopy] = {}  # program -> its newest copy
+        self._copies = 0  # copies made (numbers their owner keys)
         self._expected: dict[str, str] = {}  # req id -> program with a retained copy
         self._offers: dict[str, _Offer] = {}
         self._loading: set[str] = set()  # retained owners read by this step's swap-ins
@@ -170,13 +179,15 @@ class SwapPlanner:
                block_hashes: Sequence[bytes]) -> bool:
         """Copy a retained program's blocks (about to be reused on the device) to the
         host this step; False when the pool has no room (its next call recomputes)."""
-        self.drop_retained(program_id)
-        owner = RETAINED_OWNER + program_id
+        self.drop_retained(program_id)  # its extent is free from the next step
+        self._copies += 1
+        owner = f"{RETAINED_OWNER}{self._copies}:{program_id}"
         extent = self.pool.allocate(owner, len(block_ids)) if block_ids else None
         if extent is None:
             return False
         self._step.swap_out.append(SwapOp(owner, tuple(block_ids), extent.start))
-        self._retained[program_id] = {h: extent.start + i for i, h in enumerate(block_hashes)}
+        self._retained[program_id] = _HostCopy(
+            owner, {h: extent.start + i for i, h in enumerate(block_hashes)})
         self.retained_out_blocks += len(block_ids)
         return True
 
@@ -191,7 +202,7 @@ class SwapPlanner:
     @property
     def retained_blocks(self) -> int:
         """Host blocks holding retained programs' KV."""
-        return sum(len(slots) for slots in self._retained.values())
+        return sum(len(copy.slots) for copy in self._retained.values())
 
     def expect(self, req_id: str, program_id: str) -> None:
         """``req_id`` is a call of ``program_id``: offer it the program's host copy."""
@@ -201,25 +212,27 @@ class SwapPlanner:
     def drop_retained(self, program_id: str) -> None:
         """Forget a program's host copy (it ended, or its next call got its KV): its
         slots are free from the next step (this step may still read them)."""
-        if self._retained.pop(program_id, None) is not None:
+        copy = self._retained.pop(program_id, None)
+        if copy is not None:
             # A swap-out queued this step stays: this step's swap-ins may read it.
-            self._release.append(RETAINED_OWNER + program_id)
+            self._release.append(copy.owner)
 
     def _drop_now(self, program_id: str) -> bool:
         """Free a program's host copy for immediate reuse, unless this step reads it."""
-        owner = RETAINED_OWNER + program_id
+        owner = self._retained[program_id].owner
         if owner in self._loading:
             return False
-        self._retained.pop(program_id)
+        del self._retained[program_id]
         self._step.swap_out = [op for op in self._step.swap_out if op.req_id != owner]
         return self.pool.free(owner)
 
     def _offer_retained(self, req_id: str, num_tokens: int, num_local_tokens: int,
                         block_hashes: Sequence[bytes]) -> int:
         program_id = self._expected.get(req_id)
-        slots_by_hash = self._retained.get(program_id) if program_id is not None else None
-        if not slots_by_hash:
+        copy = self._retained.get(program_id) if program_id is not None else None
+        if copy is None:
             return 0
+        slots_by_hash = copy.slots
         slots: list[int] = []
         for h in block_hashes:  # hashes chain: a match is a match of the whole prefix
             slot = slots_by_hash.get(h)
@@ -229,7 +242,7 @@ class SwapPlanner:
         offered = min(len(slots) * self.block_size, num_tokens - 1)
         if offered <= num_local_tokens:
             return 0
-        self._offers[req_id] = _Offer(RETAINED_OWNER + program_id, slots, offered)
+        self._offers[req_id] = _Offer(copy.owner, slots, offered)
         return offered - num_local_tokens
 
     def _load_retained(self, req_id: str, block_ids: list[int], num_external_tokens: int) -> None:

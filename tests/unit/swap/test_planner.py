@@ -95,7 +95,7 @@ HASHES = [b"h0", b"h1", b"h2", b"h3"]
 def test_a_retained_program_is_copied_out_and_offered_to_its_next_call_by_hash():
     p = SwapPlanner(pool_blocks=8, block_size=BS)
     assert p.retain("prog", [7, 3, 9], HASHES[:3])
-    assert p.take_step().swap_out == [SwapOp("retained:prog", (7, 3, 9), 0)]
+    assert p.take_step().swap_out == [SwapOp("retained:1:prog", (7, 3, 9), 0)]
     assert p.retained_blocks == 3
     p.expect("call-2", "prog")
     # The next call's prompt: the same 3 blocks, then a 4th the pool never had.
@@ -103,7 +103,7 @@ def test_a_retained_program_is_copied_out_and_offered_to_its_next_call_by_hash()
     assert p.awaits_blocks("call-2")
     p.resumed("call-2", [5, 6, 8, 10, 11], num_external_tokens=32)
     p.drop_retained("prog")  # the scheduler drops the copy once the call is admitted
-    assert p.take_step().swap_in == [SwapOp("retained:prog", (6, 8), 1)]
+    assert p.take_step().swap_in == [SwapOp("retained:1:prog", (6, 8), 1)]
     assert p.reload_tokens("call-2") == 32
     assert p.pool.used == 0 and p.retained_blocks == 0
 
@@ -136,10 +136,22 @@ def test_a_copy_read_this_step_is_not_given_to_a_preemption():
     p.resumed("c", [7, 8, 9, 10], num_external_tokens=48)
     assert not p.preempted("a", 40, [4, 5, 6])  # falls back to recomputation
     step = p.take_step()
-    assert step.swap_in == [SwapOp("retained:prog", (7, 8, 9), 0)] and not step.swap_out
+    assert step.swap_in == [SwapOp("retained:1:prog", (7, 8, 9), 0)] and not step.swap_out
 
 
 def test_no_host_room_means_no_copy():
     p = SwapPlanner(pool_blocks=2, block_size=BS)
     assert not p.retain("prog", [1, 2, 3], HASHES[:3])
     assert p.take_step().swap_out == [] and p.pool.used == 0
+
+
+def test_a_program_released_twice_in_one_step_gets_a_second_copy():
+    """A multi-threaded program is pinned again by another thread and released again
+    before the step is built (the LATS benchmark found this crashing the engine)."""
+    p = SwapPlanner(pool_blocks=8, block_size=BS)
+    assert p.retain("prog", [1, 2], HASHES[:2])
+    assert p.retain("prog", [1, 2, 3], HASHES[:3])
+    step = p.take_step()
+    assert [op.req_id for op in step.swap_out] == ["retained:1:prog", "retained:2:prog"]
+    assert p.pool.used == 3 and p.retained_blocks == 3  # the first copy is freed
+    p.pool.check()
