@@ -4,6 +4,8 @@ SmolLM2 (real weights; see test_swap.py for why not ``tiny``) with a 64 MiB KV c
 about ten 128-token blocks, so one long call needs nearly all of them.
 """
 
+import asyncio
+
 import pytest_asyncio
 
 from autellix_engine import AutellixEngine, EngineConfig
@@ -70,6 +72,21 @@ async def test_memory_pressure_moves_retained_kv_to_host_and_the_next_call_reloa
     assert r2.stats.retained_tokens >= reloaded
     assert r2.usage.cached_tokens >= reloaded
     assert (await _fresh(engine, second)).token_ids == r2.token_ids
+    stats = await _probe(engine)
+    assert stats.retained_host_blocks == 0 and stats.retained_device_blocks == 0
+
+
+async def test_a_multi_threaded_program_under_pressure_loses_nothing(engine):
+    """Threads of one program finish, are pinned and released under pressure in turn."""
+    async with engine.program() as prog:
+        threads = [engine.generate([{"role": "user", "content": f"{HISTORY} Part {i}."}],
+                                   program_id=prog.id, thread=f"branch:{i}", max_tokens=16,
+                                   **GREEDY) for i in range(3)]
+        pressure = engine.generate(_long_prompt(engine, 930), max_tokens=8, **GREEDY)
+        *branches, _ = await asyncio.gather(*threads, pressure)
+    for i, branch in enumerate(branches):
+        prompt = [{"role": "user", "content": f"{HISTORY} Part {i}."}]
+        assert (await _fresh(engine, prompt)).token_ids[:16] == branch.token_ids
     stats = await _probe(engine)
     assert stats.retained_host_blocks == 0 and stats.retained_device_blocks == 0
 

@@ -140,3 +140,13 @@ def test_to_cli_writes_each_kind_of_value():
                     "--f", "2.5"]
     with pytest.raises(TypeError):
         to_cli({"h": object()})
+
+
+def test_kv_retention_reaches_the_scheduler_embedded_and_remote(tiny):
+    assert engine_args(EngineConfig(model="tiny"), tiny).additional_config["autellix"][
+        "kv_retention"] is False
+    config = _engine_config(parse_args(["replica", "--model", "tiny", "--kv-retention"]))
+    assert engine_args(config, tiny).additional_config["autellix"]["kv_retention"] is True
+    cmd = replica_command(config, port=8123, server_flags=[])
+    extra = json.loads(cmd[cmd.index("--additional-config") + 1])
+    assert extra["autellix"]["kv_retention"] is True
