@@ -325,7 +325,9 @@ class Simulator:
         need = len(self.buckets[-self.n % self.bs]) if self.decoding else 0
         if need > self.pool.available:
             self._allocate_decode_blocks_one_by_one()
-            vllm_preempted, need = True, 0
+            # Those still decoding got their block for this step: a jump must not
+            # allocate it again (it did, and leaked a block per call each time).
+            vllm_preempted, need = True, len(self.buckets[-self.n % self.bs])
         else:
             self.pool.allocate(need)
             vllm_preempted = False
