@@ -482,7 +482,8 @@ class Simulator:
             self.stats.reprefilled_tokens += again
         if self.retention is None:
             return
-        self.retention.pop(pid)
+        self.retention.pop(pid)  # as the engine releases a program's pins on admission
+        self.pool.unretain(("prog", pid))  # what the call did not hit (not chained)
         host = self.host_retained.pop(pid, 0)
         self.host.release(host)
         if reload:

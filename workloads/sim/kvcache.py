@@ -101,6 +101,14 @@ class BlockPool:
         self._lru.move_to_end(key, last=False)  # evicted first
         self.cached += blocks
 
+    def unretain(self, key: Hashable) -> None:
+        """End ``key``'s retention: its blocks become ordinary cache (most recent)."""
+        blocks = self._retained.pop(key, 0)
+        if blocks:
+            self.retained -= blocks
+            self._lru[key] = self._lru.pop(key, 0) + blocks
+            self.cached += blocks
+
     def retained_blocks(self, key: Hashable) -> int:
         return self._retained.get(key, 0)
 
