@@ -103,8 +103,8 @@ class _ProgramAwareMixin:
             logger.warning("KV retention needs prefix caching; it is off")
             return None
         host = self._swap.planner if self._swap is not None else None
-        retention = KVRetention(self.kv_cache_manager, self.block_size,
-                                self._policy_config.program_ttl_s, host)
+        retention = KVRetention(self.kv_cache_manager, self._policy_config.program_ttl_s,
+                                host)
         # vLLM refuses an allocation (a waiting call stays out, or a running one is
         # preempted) when the pool is short: release retained programs and retry
         # first, so retention never holds memory an active call needs.

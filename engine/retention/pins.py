@@ -9,7 +9,7 @@ Extension points used, and why (no vLLM source is patched):
   the front of the free queue (``FreeKVCacheBlockQueue.remove``/``prepend_n``), to be
   reused before any other cached block.
 * ``KVCacheManager.allocate_slots`` returns None when the pool is short: our scheduler
-  wraps it (``_ProgramAwareMixin._allocate_slots``) to release retained programs and
+  wraps it (``_ProgramAwareMixin._make_retention``) to release retained programs and
   retry, so retention never makes vLLM refuse or preempt an active call.
 * The host tier is our swap connector's host pool (``autellix_engine.swap``): blocks
   that pressure releases are copied out in the same step, before the worker reuses
@@ -38,11 +38,10 @@ if TYPE_CHECKING:
 class KVRetention:
     """Retains live programs' KV blocks between their calls in one engine."""
 
-    def __init__(self, manager: KVCacheManager, block_size: int, ttl_s: float,
+    def __init__(self, manager: KVCacheManager, ttl_s: float,
                  host: SwapPlanner | None = None) -> None:
         self._manager = manager
         self._pool = manager.block_pool
-        self._block_size = block_size
         self._host = host
         self.table = RetentionTable(ttl_s)
 
@@ -113,9 +112,12 @@ class KVRetention:
         return False
 
     def release_all(self) -> None:
-        """Drop every pin (before a prefix-cache reset, which needs all blocks free)."""
+        """Drop every pin and host copy (before a prefix-cache reset, which needs all
+        blocks free and makes every cached KV stale)."""
         for pid in list(self.table.entries):
-            self._release(self.table.pop(pid), evict_first=False)
+            self._forget(pid, evict_first=False)
+        if self._host is not None:
+            self._host.drop_all_retained()
 
     def releasable_blocks(self) -> int:
         """Pinned blocks that only retention holds (what releasing all would free)."""

@@ -217,6 +217,11 @@ class SwapPlanner:
             # A swap-out queued this step stays: this step's swap-ins may read it.
             self._release.append(copy.owner)
 
+    def drop_all_retained(self) -> None:
+        """Forget every retained program's host copy (a prefix-cache reset)."""
+        for program_id in list(self._retained):
+            self.drop_retained(program_id)
+
     def _drop_now(self, program_id: str) -> bool:
         """Free a program's host copy for immediate reuse, unless this step reads it."""
         owner = self._retained[program_id].owner
