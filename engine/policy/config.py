@@ -7,6 +7,7 @@ service. Every default below says where it comes from.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import asdict, dataclass, field
 from enum import Enum
@@ -140,10 +141,8 @@ class PolicyConfig:
 
     def level_for(self, service: float) -> int:
         """Index of the queue whose range [lo, hi) contains ``service``."""
-        for level, hi in enumerate(self.boundaries):
-            if service < hi:
-                return level
-        return self.num_queues - 1
+        # Boundaries are sorted; the simulator calls this once per call it admits.
+        return bisect.bisect_right(self.boundaries, service)
 
     def to_dict(self) -> dict:
         """Plain-JSON form, for carrying the config into vLLM's engine-core process."""

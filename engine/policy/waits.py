@@ -31,6 +31,7 @@ class _Mark:
     clock: float  # the ledger's wait clock when the call began (or resumed) waiting
     wall: float  # the ledger's wall clock then (seconds)
     token: int  # matches the heap entry that is current for this call
+    due: bool  # its promotion was due as it began waiting (no waiting left)
 
 
 class WaitLedger:
@@ -55,8 +56,8 @@ class WaitLedger:
         if call.call_id in self._marks:
             return
         self._tokens += 1
-        self._marks[call.call_id] = _Mark(call, self.clock, self.wall, self._tokens)
         left = self._policy.wait_until_promotion(call)
+        self._marks[call.call_id] = _Mark(call, self.clock, self.wall, self._tokens, left <= 0)
         if math.isfinite(left):
             heapq.heappush(self._deadlines, (self.clock + left, self._tokens, call.call_id))
 
@@ -64,7 +65,11 @@ class WaitLedger:
         """``call_id`` stops waiting (scheduled, or ended): charge what it waited.
         Returns True if that waiting changed its queue."""
         mark = self._marks.pop(call_id, None)
-        return mark is not None and self._charge(mark)
+        if mark is None:
+            return False
+        if mark.clock == self.clock and mark.wall == self.wall and not mark.due:
+            return False  # it waited nothing (admitted as it came): nothing to charge
+        return self._charge(mark)
 
     def _charge(self, mark: _Mark) -> bool:
         mark.call.stats.queue_wait_s += self.wall - mark.wall
