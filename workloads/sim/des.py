@@ -277,7 +277,16 @@ class Simulator:
         c.token += 1
         self.n_waiting += 1
         self.waits.start(c.state)
+        self._push_waiting(c)
+
+    def _push_waiting(self, c: _Call) -> None:
         heapq.heappush(self.waiting, (self.policy.sort_key(c.state), c.state.seq, c.token, c))
+        if len(self.waiting) > 2 * self.n_waiting + 1024:
+            # Stale entries (calls admitted or promoted since) leave the heap only when
+            # they reach its top; in a long overload (MLFQ, 10,000 programs) they grew
+            # it to 60x the waiting calls. Valid entries keep their (total) order.
+            self.waiting = [e for e in self.waiting if e[3].phase == _WAIT and e[3].token == e[2]]
+            heapq.heapify(self.waiting)
 
     def _best_waiting(self) -> _Call | None:
         while self.waiting:
@@ -666,7 +675,7 @@ class Simulator:
         for state in self.waits.tick(float(k), dt):  # anti-starvation promotions
             c = self.calls[state.call_id]
             c.token += 1
-            heapq.heappush(self.waiting, (self.policy.sort_key(state), state.seq, c.token, c))
+            self._push_waiting(c)
 
     def _steps_until_event(self, allocated: int, fixed_ms: float) -> int:
         """Steps of pure decoding before anything but a token per call happens."""
