@@ -98,3 +98,17 @@ def test_next_promotion_is_known_without_touching_waiting_calls():
     assert ledger.tick(23, 0) == []
     assert ledger.tick(1, 0) == [calls[0]] and calls[0].level == 0
     assert math.isinf(ledger.steps_to_next_promotion())
+
+
+def test_a_call_admitted_as_it_arrives_is_charged_nothing():
+    policy = create_policy("plas", CFG)
+    calls = make_calls(policy, [30.0, 30.0])  # level 2: threshold 2 x 30 = 60 units
+    calls[1].program_wait = 100.0  # its program already waited past the threshold
+    ledger = WaitLedger(policy)
+    for call in calls:
+        ledger.start(call)
+    # No step passed: the first is charged nothing and keeps its queue; the second
+    # was due as it began waiting and is promoted as it stops (it was starved).
+    assert not ledger.stop(calls[0].call_id)
+    assert (calls[0].level, calls[0].wait, calls[0].stats.queue_wait_s) == (2, 0.0, 0.0)
+    assert ledger.stop(calls[1].call_id) and calls[1].level == 0

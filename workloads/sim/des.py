@@ -406,8 +406,11 @@ class Simulator:
 
     def _blocked_by_worse(self) -> bool:
         """Whether the best waiting call beats the worst running one."""
-        best, worst = self._best_waiting_key(), self._worst_running_key()
-        return best is not None and worst is not None and worst > best
+        best = self._best_waiting_key()
+        if best is None:  # nothing waits (most iterations below saturation)
+            return False
+        worst = self._worst_running_key()
+        return worst is not None and worst > best
 
     def _allocate_decode_blocks_one_by_one(self) -> None:
         """This step's decoding calls that start a new block, best first; when none is
