@@ -215,3 +215,36 @@ def test_every_block_is_back_when_the_run_ends(retention):
     assert len(sim.run()) == len(progs)
     assert sim.stats.preemptions > 0  # memory bound
     assert sim.pool.used == 0 and sim.pool.retained == 0
+
+
+def test_rebuilding_the_waiting_heap_changes_no_outcome():
+    """A long MLFQ overload promotes waiting calls again and again; their stale heap
+    entries are dropped in bulk, and the run is the same as one that keeps them."""
+    import heapq
+
+    programs = generate("chatbot", 300, 5.0, seed=0)
+    cfg = SimConfig(profile=CostProfile.load("a100-llama3.1-8b"), num_gpu_blocks=2000,
+                    policy_config=PolicyConfig(beta=1.0))
+
+    def run(keep_stale: bool) -> tuple[list, int]:
+        sim = Simulator(programs, "mlfq", cfg)
+        rebuilds, push = 0, sim._push_waiting
+
+        def counted(c):
+            nonlocal rebuilds
+            before = sim.waiting
+            if keep_stale:
+                heapq.heappush(sim.waiting, (sim.policy.sort_key(c.state), c.state.seq,
+                                             c.token, c))
+            else:
+                push(c)
+                assert len(sim.waiting) <= 2 * sim.n_waiting + 1024 + 1
+            rebuilds += sim.waiting is not before
+
+        sim._push_waiting = counted
+        return sim.run(), rebuilds
+
+    rebuilt, n = run(keep_stale=False)
+    kept, none = run(keep_stale=True)
+    assert n > 0 and none == 0  # the bound was reached, and only with the rebuild
+    assert rebuilt == kept
