@@ -1,6 +1,7 @@
 """Pure converters between LangChain messages/tools and the engine's chat format.
 
-Tools use the JSON envelope of :mod:`autellix_engine.tool_envelope` (shared with the server).
+Tools use the JSON envelope of :mod:`autellix_engine.frontend.tool_envelope` (shared
+with the server).
 Earlier tool calls are rendered back into the history in the same envelope, and tool
 results as ``tool`` messages, so the model sees a consistent transcript.
 """
@@ -19,7 +20,7 @@ from langchain_core.messages import (
     ToolMessage,
 )
 
-from autellix_engine.tool_envelope import (  # noqa: F401 - re-exported for the chat model
+from autellix_engine.frontend.tool_envelope import (  # noqa: F401 - re-exported for the chat model
     MUST_CALL,
     parse_tool_output,
     render_call,

@@ -32,25 +32,17 @@ from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
-from autellix_engine.api import AutellixEngine
-from autellix_engine.errors import EngineNotRunningError
-from autellix_engine.results import CallResult
+from autellix_engine.frontend.engine import AutellixEngine
+from autellix_engine.frontend.results import CallResult
 from autellix_lg import _convert, programs
-from autellix_lg.clients import (
-    CallRequest,
-    CallTimeoutError,
-    EmbeddedClient,
-    EngineClient,
-    EngineUnavailableError,
-    RemoteClient,
-)
+from autellix_lg.clients import CallRequest, EmbeddedClient, EngineClient, RemoteClient
+from autellix_lg.errors import EngineUnavailableError, for_langchain
 from autellix_lg.telemetry import attributes as A
 from autellix_lg.telemetry.setup import configure_tracing
 
 PROVIDER = "autellix"
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 #: Errors worth another try when no output was produced yet.
-_RETRYABLE = (CallTimeoutError, EngineUnavailableError, EngineNotRunningError)
 
 
 class AutellixChatModel(BaseChatModel):
@@ -92,7 +84,9 @@ class AutellixChatModel(BaseChatModel):
     timeout: float | None = None
     """Seconds a call may take before it is aborted with ``CallTimeoutError``."""
     max_retries: int = 2
-    """Retries of a call that failed before producing output (timeouts, engine down)."""
+    """Retries of a call to a remote server (``base_url``) that failed before producing
+    output with a retryable error (timeouts, connection failures, 5xx). An embedded
+    engine retries on its replicas itself, so its calls are not retried here."""
     streaming: bool = False
     seed: int | None = None
     top_p: float | None = None
@@ -210,44 +204,56 @@ class AutellixChatModel(BaseChatModel):
                 run_manager: CallbackManagerForLLMRun | None = None,
                 **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         call = _Call(self, messages, stop, kwargs)
-        for attempt in range(self.max_retries + 1):
-            client = call.client()
+        for attempt in range(self._attempts()):
             try:
-                for chunk in client.stream(call.request, self.timeout):
+                for chunk in call.client().stream(call.request, self.timeout):
                     yield from call.on_chunk(chunk)
                 break
-            except _RETRYABLE as e:
-                if call.started or attempt == self.max_retries:
-                    call.fail(e)
-                    raise
-                self._client = None  # rebuild: an embedded engine is restarted
             except BaseException as e:
-                call.fail(e)
-                raise
+                self._on_failure(call, e, attempt)
         yield call.finish()
 
     async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                        run_manager: AsyncCallbackManagerForLLMRun | None = None,
                        **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
         call = _Call(self, messages, stop, kwargs)
-        for attempt in range(self.max_retries + 1):
+        for attempt in range(self._attempts()):
             try:
                 client = await _to_thread_if_embedded_start(self, call)
                 async for chunk in client.astream(call.request, self.timeout):
                     for out in call.on_chunk(chunk):
                         yield out
                 break
-            except _RETRYABLE as e:
-                if call.started or attempt == self.max_retries:
-                    call.fail(e)
-                    raise
-                self._client = None
             except BaseException as e:
-                call.fail(e)
-                raise
+                self._on_failure(call, e, attempt)
         yield call.finish()
 
+    def _attempts(self) -> int:
+        """One retry layer per hop: a remote server's hop is retried here; an embedded
+        engine retries on its replicas itself (``EngineConfig.call_attempts``)."""
+        return self.max_retries + 1 if self.base_url and self.engine is None else 1
+
+    def _on_failure(self, call: _Call, error: BaseException, attempt: int) -> None:
+        """Return to retry the call; else end its span and raise LangChain's error."""
+        converted = for_langchain(error)
+        if (getattr(converted, "is_retryable", False) and not call.started
+                and attempt + 1 < self._attempts()):
+            return
+        if isinstance(converted, EngineUnavailableError) and self.engine is None:
+            self._client = None  # the next call finds the process's engine again
+        call.fail(converted)
+        if converted is error:
+            raise error
+        raise converted from error
+
     # -- engines ----------------------------------------------------------------------------
+    def embedded_engine(self) -> AutellixEngine | None:
+        """The in-process engine this model calls (started on first use; shared by every
+        model of the same configuration): for its queries (``programs()``,
+        ``program_stats(id)``, ...). None for a remote server (``base_url``)."""
+        client = self._resolve_client()
+        return client.engine if isinstance(client, EmbeddedClient) else None
+
     def _resolve_client(self) -> EngineClient:
         if self._client is not None:
             return self._client
@@ -257,7 +263,7 @@ class AutellixChatModel(BaseChatModel):
             key = self.api_key.get_secret_value() if self.api_key else None
             client = RemoteClient(self.base_url, key, self.model_name, self.policy)
         else:
-            from autellix_engine.config import EngineConfig
+            from autellix_engine.frontend.config import EngineConfig
 
             config = EngineConfig(model=self.model_name, policy=self.policy, **self.engine_config)
             client = EmbeddedClient.from_config(config)
@@ -396,6 +402,8 @@ class _Call:
             })
             if res.time_to_first_token_s is not None:
                 span.set_attribute(A.TIME_TO_FIRST_TOKEN_S, res.time_to_first_token_s)
+            if res.policy:  # what the engine ran (a remote server's, not ours)
+                span.set_attribute(A.POLICY, res.policy)
             if res.program_id and not self.program_id:
                 span.set_attribute(A.PROGRAM_ID, res.program_id)
         if self.model.capture_content:

@@ -13,22 +13,24 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from autellix_engine.api import AutellixEngine
-from autellix_engine.config import EngineConfig
-from autellix_engine.errors import AutellixError
-from autellix_engine.policy.wire import STATS_KEY
-from autellix_engine.results import StreamChunk
-
-
-class EngineUnavailableError(AutellixError, ConnectionError):
-    """The engine (embedded or remote) cannot be reached or is down."""
-
-
-class CallTimeoutError(AutellixError, TimeoutError):
-    """A call did not finish within the model's ``timeout``; it was aborted."""
+from autellix_engine.core.errors import AutellixError
+from autellix_engine.core.wire import SERVER_KEY, STATS_KEY
+from autellix_engine.frontend import openai_http
+from autellix_engine.frontend.config import EngineConfig
+from autellix_engine.frontend.engine import AutellixEngine
+from autellix_engine.frontend.openai_http import Failure
+from autellix_engine.frontend.results import StreamChunk
+from autellix_lg.errors import (
+    CallTimeoutError,
+    EngineFailedError,
+    EngineUnavailableError,
+    InvalidCallError,
+    UnknownModelError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,9 @@ class EngineClient(Protocol):
 
     model_name: str
     policy: str
+    #: Which process table the client reaches (two clients with one key share the
+    #: table: a program ends once however many model objects called it).
+    key: tuple[str, ...]
 
     def astream(self, request: CallRequest, timeout: float | None) -> AsyncIterator[StreamChunk]:
         ...
@@ -74,7 +79,8 @@ class _EngineHost:
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
             loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="autellix-engine", daemon=True).start()
+            threading.Thread(target=_run_engine_loop, args=(loop,), name="autellix-engine",
+                             daemon=True).start()
             self._loop = loop
         return self._loop
 
@@ -111,12 +117,33 @@ ENGINE_HOST = _EngineHost()
 _END = object()
 
 
+def _run_engine_loop(loop: asyncio.AbstractEventLoop) -> None:
+    _allow_blocking_in_this_thread()
+    loop.run_forever()
+
+
+def _allow_blocking_in_this_thread() -> None:
+    """The engine's loop is ours, not the application's: vLLM's engine start and its
+    output handling block (files, sockets) as they do under ``vllm serve``, which
+    slows no one else's loop. LangGraph Server's blockbuster fails any blocking call
+    on a thread with a running loop and has no public per-thread switch: its
+    thread-local skip flag is set for this thread only."""
+    try:
+        from blockbuster import blockbuster
+    except ImportError:
+        return
+    skip = getattr(blockbuster, "_skip", None)
+    if skip is not None:
+        skip.value = True
+
+
 class EmbeddedClient:
     """Calls an in-process ``AutellixEngine`` from any thread or event loop."""
 
     def __init__(self, engine: AutellixEngine) -> None:
         self.engine = engine
         self.model_name = engine.config.model
+        self.key = ("embedded", str(id(engine)))
         self.policy = engine.config.policy
 
     @classmethod
@@ -201,7 +228,7 @@ class EmbeddedClient:
         self.engine.ensure_program(program_id)
 
     def end_program(self, program_id: str) -> None:
-        if program_id in self.engine.table:
+        if self.engine.is_program_running(program_id):
             self.engine.end_program(program_id)
 
 
@@ -245,16 +272,21 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 
 # --- remote ----------------------------------------------------------------------------
+#: Program ends sent to remote servers, one at a time, off the caller's thread.
+_ENDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autellix-program-end")
+
 class RemoteClient:
     """An Autellix server over HTTP (OpenAI-compatible ``/v1/chat/completions``).
 
     The client is the ``openai`` package (SSE, error events, connection pooling); its
     own retries are off because the chat model retries calls that returned no output
-    (``max_retries``). Program and thread ids travel in ``X-Autellix-Program-Id`` /
+    (``max_retries``: the one retry layer of this hop). Program and thread ids travel in
+    ``X-Autellix-Program-Id`` /
     ``X-Autellix-Thread-Id`` headers and W3C trace context in ``traceparent``; guided
-    output as OpenAI's ``response_format`` (json_schema). Errors: a 4xx is the call's
-    fault (``InvalidRequestError``, not retried); no connection, a 5xx or an error
-    event is ``EngineUnavailableError``; a timeout is ``CallTimeoutError``.
+    output as OpenAI's ``response_format`` (json_schema). Errors (``autellix_lg.errors``):
+    a 4xx is the call's fault (``InvalidCallError``, not retried); no connection is
+    ``EngineUnavailableError``, a 5xx or an error event ``EngineFailedError``, a
+    timeout ``CallTimeoutError`` (those three are retryable).
     """
 
     def __init__(self, base_url: str, api_key: str | None, model_name: str, policy: str) -> None:
@@ -262,6 +294,7 @@ class RemoteClient:
 
         self.base_url = base_url.rstrip("/")
         self.model_name = model_name
+        self.key = ("remote", self.base_url)
         self.policy = policy
         options = dict(base_url=f"{self.base_url}/v1", api_key=api_key or "EMPTY",
                        max_retries=0)
@@ -323,60 +356,78 @@ class RemoteClient:
         self._program_call("PUT", program_id)
 
     def end_program(self, program_id: str) -> None:
-        self._program_call("DELETE", program_id)
+        """Tell the server, in the background: a run's end (a callback, possibly on an
+        event loop) must not wait for an HTTP round trip."""
+        _ENDER.submit(self._ended_quietly, program_id)
+
+    def _ended_quietly(self, program_id: str) -> None:
+        try:
+            self._program_call("DELETE", program_id)
+        except Exception:  # noqa: BLE001 - an unreachable server ends it by its idle timeout
+            pass
 
     def _error(self, e: Exception, timeout: float | None) -> Exception:
-        import openai
-
-        from autellix_engine.errors import InvalidRequestError
-
-        if isinstance(e, openai.APITimeoutError):
+        """The chat model's error for an HTTP failure (``openai_http.classify``)."""
+        kind = openai_http.classify(e)
+        if kind is Failure.TIMEOUT:
             return CallTimeoutError(f"No answer from {self.base_url} within {timeout} s")
-        if isinstance(e, openai.APIConnectionError):
+        if kind is Failure.UNREACHABLE:
             return EngineUnavailableError(f"Cannot reach the engine at {self.base_url}: {e}")
-        status = getattr(e, "status_code", None)
-        if isinstance(e, openai.APIStatusError) and 400 <= status < 500 and status not in (
-                408, 429):
-            return InvalidRequestError(f"The engine refused the call: {e.message}")
-        return EngineUnavailableError(f"The engine at {self.base_url} failed the call: {e}")
+        if kind is Failure.REQUEST:
+            message = openai_http.message_of(e)
+            if openai_http.status_of(e) == 404:
+                return UnknownModelError(f"The engine at {self.base_url}: {message}")
+            return InvalidCallError(f"The engine refused the call: {message}")
+        return EngineFailedError(f"The engine at {self.base_url} failed the call: {e}")
 
 
 class _ResultBuilder:
     """Chat-completion chunks into StreamChunks; the final one carries a ``CallResult``
-    built from the text, finish reason and usage."""
+    built from the text, finish reason, usage, the server's record of the call (its
+    statistics and policy) and the latency measured here."""
 
     def __init__(self, request: CallRequest) -> None:
         self.request = request
+        self.submitted = time.monotonic()
+        self.first_token: float | None = None
         self.text: list[str] = []
         self.finish: str | None = None
         self.usage: Any = None
         self.stats: dict[str, Any] | None = None  # the server's CallStats, on the usage chunk
+        self.policy = ""  # the policy the server ran (``autellix.policy`` of the response)
         self.call_id = ""
 
     def feed(self, chunk: Any) -> list[StreamChunk]:
         self.call_id = chunk.id or self.call_id
         self.usage = chunk.usage or self.usage
-        params = (chunk.model_extra or {}).get("kv_transfer_params") or {}
+        extra = chunk.model_extra or {}
+        params = extra.get("kv_transfer_params") or {}
         self.stats = params.get(STATS_KEY, self.stats) if isinstance(params, dict) else self.stats
+        server = extra.get(SERVER_KEY)
+        if isinstance(server, dict) and isinstance(server.get("policy"), str):
+            self.policy = server["policy"]
         out = []
         for choice in chunk.choices:
             self.finish = choice.finish_reason or self.finish
             if choice.delta.content:
+                if self.first_token is None:
+                    self.first_token = time.monotonic()
                 self.text.append(choice.delta.content)
                 out.append(StreamChunk(choice.delta.content, ()))
         return out
 
     def final(self) -> StreamChunk:
-        from autellix_engine.policy.calls import CallStats
-        from autellix_engine.results import CallResult, Usage
+        from autellix_engine.core.stats import CallStats
+        from autellix_engine.frontend.results import CallResult, Usage
 
-        u = self.usage
-        details = getattr(u, "prompt_tokens_details", None)
-        usage = Usage(u.prompt_tokens, u.completion_tokens,
-                      getattr(details, "cached_tokens", None) or 0) if u else Usage(0, 0)
+        prompt, completion, cached = openai_http.usage_counts(self.usage)
+        usage = Usage(prompt, completion, cached)
+        ttft = None if self.first_token is None else self.first_token - self.submitted
         result = CallResult(
             "".join(self.text), (), self.finish or "stop", None, usage,
-            CallStats.from_dict(self.stats) if self.stats else CallStats(), 0.0, None,
+            CallStats.from_dict(self.stats) if self.stats else CallStats(),
+            time.monotonic() - self.submitted, ttft,
             self.request.program_id or "", self.request.thread, self.call_id,
+            policy=self.policy,
         )
         return StreamChunk("", (), self.finish or "stop", result)

@@ -1,10 +1,25 @@
-"""Automatic program tagging: every top-level run is a program.
+"""Programs from LangGraph's runs and threads.
 
 ``AutellixCallbackHandler`` sees every run start and end. A run without a known parent
-is a *root*: its program id is the run id, or ``metadata["autellix_program_id"]`` when
-the caller sets one. Every descendant run (graph nodes, subgraphs, tools, nested
-chains) maps to its root's program. When the root ends (success, error or
-cancellation), the program is ended on every engine that served one of its calls.
+is a *root*. Its program is, in order:
+
+* ``metadata["autellix_program_id"]`` when the caller sets one;
+* the LangGraph **thread** when the run has one (``config["configurable"]["thread_id"]``
+  with a checkpointer, or any run of LangGraph Server): ``"<graph>:<thread id>"``,
+  where the graph is the assistant id under LangGraph Server, else the graph's name
+  (``compile(name=...)``), so two graphs with the same thread ids stay apart. Every
+  turn of a conversation, and an ``interrupt()`` continued by ``Command(resume=...)``,
+  is a new run of the same program: its attained service accumulates across them and
+  its KV (``kv_retention``) is kept through the user's think time;
+* otherwise the run itself (its run id).
+
+``metadata["autellix_program_scope"] = "run"`` (or :func:`configure`) makes every root
+run a program of its own, as if it had no thread.
+
+Ends: a run-scoped program ends with its run. A thread's program does not end with a
+run (only the run's calls do); it ends by :func:`end_thread`, when the thread is
+deleted through a checkpointer wrapped by :func:`ending_programs`, or after
+``PolicyConfig.program_ttl_s`` idle (the engine collects it; 600 s by default).
 
 The handler also opens the program's spans: ``invoke_workflow {name}`` for the root,
 one span per LangGraph node and per tool, each parented explicitly to its parent's span
@@ -34,8 +49,15 @@ from autellix_lg.telemetry import attributes as A
 
 #: Config metadata key that sets a run's program id explicitly.
 PROGRAM_ID_KEY = "autellix_program_id"
+#: Config metadata key that chooses a run's program scope: "thread" (default) or "run".
+PROGRAM_SCOPE_KEY = "autellix_program_scope"
+SCOPES = ("thread", "run")
 #: How many finished programs' summaries are kept (for inspection and tests).
 FINISHED_MEMORY = 1000
+#: Bound on the thread programs remembered (to end them on every engine that served
+#: them): the least recently used are forgotten first (the engine still ends them by
+#: its idle timeout).
+MAX_THREAD_PROGRAMS = 100_000
 #: Bound on tracked runs, against leaks from runs that never report an end.
 MAX_RUNS = 100_000
 
@@ -47,6 +69,7 @@ class _Root:
     clients: list[Any] = field(default_factory=list)  # EngineClients that served it
     calls: int = 0
     threads: set[str] = field(default_factory=set)
+    thread: tuple[str, str] | None = None  # (graph, LangGraph thread id): outlives the run
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +103,9 @@ class AutellixCallbackHandler(BaseCallbackHandler):
         self._parent_of: dict[UUID, UUID] = {}
         self._roots: dict[UUID, _Root] = {}
         self.finished: OrderedDict[str, FinishedProgram] = OrderedDict()
+        #: Thread programs -> the clients that served them (the engines to end them on).
+        self._thread_programs: OrderedDict[str, list[Any]] = OrderedDict()
+        self.default_scope = "thread"
 
     @property
     def tracer(self) -> trace.Tracer:
@@ -102,7 +128,10 @@ class AutellixCallbackHandler(BaseCallbackHandler):
             self._bound()
 
     def _start_root(self, run_id: UUID, name: str, kind: str, metadata: dict) -> None:
-        program_id = str(metadata.get(PROGRAM_ID_KEY) or run_id)
+        explicit = metadata.get(PROGRAM_ID_KEY)
+        # An explicit program ends with its run, thread or not.
+        thread = None if explicit else self._thread_of(name, metadata)
+        program_id = str(explicit or (f"{thread[0]}:{thread[1]}" if thread else run_id))
         span = None
         if kind != "llm":  # a bare chat model call gets only its own chat span
             attrs = {A.OPERATION: "invoke_workflow", A.WORKFLOW_NAME: name,
@@ -112,7 +141,22 @@ class AutellixCallbackHandler(BaseCallbackHandler):
             span = self.tracer.start_span(f"invoke_workflow {name}", attributes=attrs)
             self._span_of[run_id] = span
         self._root_of[run_id] = run_id
-        self._roots[run_id] = _Root(program_id, span)
+        self._roots[run_id] = _Root(program_id, span, thread=thread)
+        if thread is not None:
+            self._thread_programs.setdefault(program_id, [])
+            self._thread_programs.move_to_end(program_id)
+            while len(self._thread_programs) > MAX_THREAD_PROGRAMS:
+                self._thread_programs.popitem(last=False)
+
+    def _thread_of(self, name: str, metadata: dict) -> tuple[str, str] | None:
+        """(graph, thread id) of a thread-scoped root run, or None (run scope)."""
+        scope = metadata.get(PROGRAM_SCOPE_KEY, self.default_scope)
+        thread_id = metadata.get("thread_id")
+        if scope != "thread" or thread_id in (None, ""):
+            return None
+        # LangGraph Server names the assistant; a local graph, its name.
+        graph = metadata.get("assistant_id") or metadata.get("graph_id") or name
+        return str(graph), str(thread_id)
 
     def _child_span(self, run_id: UUID, parent: UUID, name: str, kind: str,
                     metadata: dict) -> Span | None:
@@ -155,12 +199,15 @@ class AutellixCallbackHandler(BaseCallbackHandler):
             self._finish_program(root, error)
 
     def _finish_program(self, root: _Root, error: BaseException | None) -> None:
-        for client in root.clients:
-            try:
-                client.end_program(root.program_id)
-            except Exception:  # noqa: BLE001 - an unreachable engine must not break the run
-                pass
+        """A root run ended: a run-scoped program ends with it; a thread's program
+        lives on (only the run's calls ended), remembering the engines it used."""
+        if root.thread is None:
+            _end_on(root.clients, root.program_id)
         with self._lock:
+            if root.thread is not None:
+                known = self._thread_programs.setdefault(root.program_id, [])
+                known += [c for c in root.clients if all(c.key != k.key for k in known)]
+                self._thread_programs.move_to_end(root.program_id)
             self.finished[root.program_id] = FinishedProgram(
                 root.program_id, root.calls, tuple(sorted(root.threads)),
                 None if error is None else type(error).__name__,
@@ -173,6 +220,20 @@ class AutellixCallbackHandler(BaseCallbackHandler):
             stale, _ = self._root_of.popitem(last=False)
             self._span_of.pop(stale, None)
             self._parent_of.pop(stale, None)
+
+    # -- threads -------------------------------------------------------------------------
+    def end_thread(self, thread_id: str, graph: str | None = None) -> list[str]:
+        """End the programs of LangGraph thread ``thread_id`` (of every graph, or of
+        ``graph``: a graph name or LangGraph Server assistant id) on every engine that
+        served them; returns their ids."""
+        suffix = f":{thread_id}"
+        with self._lock:
+            ended = [pid for pid in self._thread_programs if pid.endswith(suffix)
+                     and (graph is None or pid == f"{graph}{suffix}")]
+            clients = [self._thread_programs.pop(pid) for pid in ended]
+        for pid, served in zip(ended, clients, strict=True):
+            _end_on(served, pid)
+        return ended
 
     # -- what the chat model asks -------------------------------------------------------
     def call_context(self, enclosing_run: UUID | None, explicit_program: str | None) -> CallContext:
@@ -193,7 +254,7 @@ class AutellixCallbackHandler(BaseCallbackHandler):
                 return
             root.calls += 1
             root.threads.add(thread)
-            if all(c is not client for c in root.clients):
+            if all(c.key != client.key for c in root.clients):
                 root.clients.append(client)
 
     # -- LangChain callbacks ----------------------------------------------------------------
@@ -245,6 +306,14 @@ class AutellixCallbackHandler(BaseCallbackHandler):
         self._on_end(run_id, error)
 
 
+def _end_on(clients: list[Any], program_id: str) -> None:
+    for client in clients:
+        try:
+            client.end_program(program_id)
+        except Exception:  # noqa: BLE001 - an unreachable engine must not break the run
+            pass
+
+
 def _name(serialized: dict | None, default: str) -> str:
     if not serialized:
         return default
@@ -277,3 +346,36 @@ def install() -> AutellixCallbackHandler:
 def handler() -> AutellixCallbackHandler:
     """The process-wide handler."""
     return _HANDLER
+
+
+def configure(scope: str = "thread") -> None:
+    """The default program scope: ``"thread"`` (a LangGraph thread is one program across
+    its runs) or ``"run"`` (every root run is a program of its own)."""
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+    _HANDLER.default_scope = scope
+
+
+def end_thread(thread_id: str, graph: str | None = None) -> list[str]:
+    """End the program of a LangGraph thread now (its KV is freed, its attained service
+    forgotten): of every graph, or only ``graph`` (a graph name, or an assistant id
+    under LangGraph Server). Returns the ids of the programs ended."""
+    return _HANDLER.end_thread(str(thread_id), graph)
+
+
+def ending_programs(saver: Any) -> Any:
+    """Make a LangGraph checkpointer end a thread's program when the thread is deleted
+    (``delete_thread``/``adelete_thread``: what ``DELETE /threads/{id}`` of LangGraph
+    Server calls on a custom checkpointer). Returns ``saver`` itself."""
+    delete, adelete = saver.delete_thread, saver.adelete_thread
+
+    def delete_thread(thread_id: str) -> None:
+        end_thread(str(thread_id))
+        delete(thread_id)
+
+    async def adelete_thread(thread_id: str) -> None:
+        end_thread(str(thread_id))
+        await adelete(thread_id)
+
+    saver.delete_thread, saver.adelete_thread = delete_thread, adelete_thread
+    return saver

@@ -22,8 +22,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
 
 from autellix_engine import AutellixEngine, EngineConfig  # noqa: E402
-from autellix_engine.models import resolve_model  # noqa: E402
-from autellix_engine.vllm_args import engine_args  # noqa: E402
+from autellix_engine.frontend.models import resolve_model  # noqa: E402
+from autellix_engine.frontend.vllm_args import engine_args  # noqa: E402
 
 
 async def start_plain_vllm(config: EngineConfig):

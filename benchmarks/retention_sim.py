@@ -46,9 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     profile = CostProfile.load(args.profile)
     blocks = max(1, int(profile.num_gpu_blocks * args.kv_fraction))
     rows = []
-    print("| suite | rate /s | preemption | atlas mean | +retain mean | atlas p95 | "
+    print("| suite | rate /s | preemption | atlas mean | +retain mean | atlas p95 | "  # noqa: T201
           "+retain p95 | re-prefilled (atlas / +retain) | mean ratio |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")  # noqa: T201
     for suite in args.suites.split(","):
         rates = [r * args.rate_scale for r in RATES[suite]]
         for mode in MODES:
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                            atlas=dataclasses.asdict(a), retain=dataclasses.asdict(r),
                            ratio=a.mean / r.mean)
                 rows.append(row)
-                print(f"| {suite} | {rate:g} | {mode} | {a.mean:.4f} | {r.mean:.4f} | "
+                print(f"| {suite} | {rate:g} | {mode} | {a.mean:.4f} | {r.mean:.4f} | "  # noqa: T201
                       f"{a.p95:.4f} | {r.p95:.4f} | {a.reprefilled_tokens:,} / "
                       f"{r.reprefilled_tokens:,} | {row['ratio']:.2f}x |", flush=True)
     if args.out:

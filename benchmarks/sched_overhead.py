@@ -21,7 +21,7 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
 
-from autellix_engine.scheduler_harness import (  # noqa: E402
+from autellix_engine.testing import (  # noqa: E402
     FAKE_TOKEN,
     HarnessConfig,
     create_scheduler,

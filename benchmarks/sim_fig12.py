@@ -10,7 +10,8 @@ rates) and each policy's distance from srpt.
 
 Usage:
   python benchmarks/sim_fig12.py --profile a100-llama3.1-8b --programs 2000 \\
-      --out docs/sim-a100 [--suites chatbot,react,lats,mixed] [--seed 0]
+      --out docs/sim-a100 [--suites chatbot,react,lats,mixed] [--seed 0] \\
+      [--shape lognormal] [--think-time 3]
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rate-scale", type=float, default=1.0,
                         help="multiply the A100 rates (e.g. 2 for the H100 profile)")
+    parser.add_argument("--shape", default=BenchConfig.shape,
+                        help="calls per program: lognormal, lognormal:SIGMA or geometric")
+    parser.add_argument("--think-time", type=float, default=BenchConfig.think_time_s,
+                        help="mean seconds between a chat's turns")
     parser.add_argument("--out", default="sim-results")
     parser.add_argument("--from-json", action="store_true",
                         help="only summarize the suites' JSON already in --out")
@@ -64,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             rates = [round(r * args.rate_scale, 4) for r in RATES[suite]]
             cfg = BenchConfig(suite=suite, rates=rates, policies=VARIANTS,
                               num_programs=args.programs, seed=args.seed, token_scale=1.0,
-                              call_scale=1.0, model=profile.name,
+                              call_scale=1.0, model=profile.name, shape=args.shape,
+                              think_time_s=args.think_time,
                               max_num_seqs=profile.max_num_seqs)
             result = run_sweep(cfg, sim)
             unloaded = min(x.mean for x in result.summaries if x.policy == "srpt")

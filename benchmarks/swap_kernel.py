@@ -3,8 +3,8 @@
 For ``--blocks`` random KV blocks of a Llama-8B-shaped cache (32 layers, 8 KV heads,
 head size 128, block size 16, bf16: 2 MiB per block over all layers, K and V):
 
-- ``batched``: ``autellix_engine.swap.ops`` (one gather kernel into a device staging buffer
-  plus one transfer; the reverse for swap-in);
+- ``batched``: ``autellix_engine.extension.swap_ops`` (one gather kernel into a device
+  staging buffer plus one transfer; the reverse for swap-in);
 - ``per_block``: one ``cudaMemcpyAsync`` per (block, layer, K/V), as vLLM's
   ``swap_blocks`` does (the extension's ``copy_blocks_per_block`` baseline);
 - ``pinned_copy``: one copy of the same number of bytes between a contiguous device
@@ -26,8 +26,8 @@ import time
 
 import torch
 
-from autellix_engine.swap import ops
-from autellix_engine.swap.layout import cache_views
+from autellix_engine.extension import swap_ops as ops
+from autellix_engine.extension.swap_layout import cache_views
 
 
 def _time(fn, repeats: int) -> float:

@@ -54,7 +54,8 @@ async def run_variant(name: str, args: argparse.Namespace) -> dict:
         started = time.monotonic()
         outcomes = await run_rate(graph, eng, programs, name)
         wall = time.monotonic() - started
-        totals = {"preemptions": eng.totals.preemptions, **asdict(eng.totals.swap)}
+        tally = eng.totals()
+        totals = {"preemptions": tally.preemptions, **asdict(tally.swap)}
     summary = summarize(name, args.rate, outcomes).to_dict()
     return {"variant": name, "mode": mode, "decision_interval_steps": interval,
             "wall_s": wall, "summary": summary, "totals": totals}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import os
 import statistics
@@ -29,8 +28,6 @@ from autellix_workloads.generators import generate  # noqa: E402
 from autellix_workloads.metrics import ProgramOutcome  # noqa: E402
 from autellix_workloads.sim.des import SimConfig, Simulator  # noqa: E402
 from autellix_workloads.sim.profile import GIB, CostProfile  # noqa: E402
-
-FIELDS = [f.name for f in dataclasses.fields(ProgramOutcome)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         data = json.loads(Path(args.real_json).read_text())
         cfg = BenchConfig(**data["config"])
         args.rate = cfg.rates[0]
-        real_outcomes = {k: [ProgramOutcome(**{f: o[f] for f in FIELDS}) for o in v]
+        real_outcomes = {k: [ProgramOutcome.from_dict(o) for o in v]
                          for k, v in data["outcomes"].items()}
     else:
         real_outcomes = asyncio.run(run_bench(cfg)).outcomes

@@ -1,15 +1,25 @@
-"""Embedded program-aware vLLM engine (Autellix's PLAS/ATLAS scheduling).
+"""Program-aware serving on vLLM (Autellix's PLAS/ATLAS scheduling): the public API.
 
-``autellix_engine.policy`` (pure scheduling logic) imports without vLLM; the engine itself
-is imported lazily so that policy code and the simulator stay light.
+The package has four layers, each a folder, each importing only the ones before it:
+
+* ``core``: pure scheduling logic (policies, process table, routing, retention and
+  swap planning, the wire format, the errors): no vLLM, no torch. The simulator
+  (``autellix_workloads.sim``) runs on this alone.
+* ``extension``: what vLLM loads by name inside its own processes (the scheduler in
+  the engine core, the swap connector in the workers, the plugin in every process).
+* ``frontend``: the user's process: ``AutellixEngine``, its replicas (back ends),
+  configuration, model resolution, the command line.
+* ``server``: the HTTP server over a front end.
+
+The engine is imported lazily, so that ``core`` and the simulator stay light.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from autellix_engine.config import EngineConfig
-from autellix_engine.errors import (
+from autellix_engine.core import CallStats, PolicyConfig, ProgramSnapshot
+from autellix_engine.core.errors import (
     AutellixError,
     EngineNotRunningError,
     InvalidRequestError,
@@ -19,11 +29,14 @@ from autellix_engine.errors import (
     ReplicaError,
     UnknownProgramError,
 )
-from autellix_engine.policy import CallStats, PolicyConfig, ProgramSnapshot
-from autellix_engine.results import CallResult, StreamChunk, Usage
+from autellix_engine.frontend.config import EngineConfig
+from autellix_engine.frontend.logs import quiet_vllm_defaults
+from autellix_engine.frontend.results import CallResult, StreamChunk, Usage
+
+quiet_vllm_defaults()  # before anything imports vLLM: its logs go to stderr, at WARNING
 
 if TYPE_CHECKING:
-    from autellix_engine.api import AutellixEngine, Program
+    from autellix_engine.frontend.engine import AutellixEngine, Program
 
 __all__ = [
     "AutellixEngine",
@@ -55,11 +68,11 @@ SCHEDULER_CLASSES = ("AutellixScheduler", "AutellixAsyncScheduler")
 
 def __getattr__(name: str) -> Any:
     if name in ("AutellixEngine", "Program"):
-        from autellix_engine import api
+        from autellix_engine.frontend import engine
 
-        return getattr(api, name)
+        return getattr(engine, name)
     if name in SCHEDULER_CLASSES:
-        from autellix_engine import scheduler
+        from autellix_engine.extension import scheduler
 
         return getattr(scheduler, name)
     raise AttributeError(f"module 'autellix_engine' has no attribute {name!r}")

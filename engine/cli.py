@@ -10,14 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 
-def _quiet_vllm() -> None:
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-
-
 def _prepare(args: argparse.Namespace) -> int:
-    from autellix_engine.models import ModelError, resolve_model
+    from autellix_engine.frontend.models import ModelError, resolve_model
 
     for name in args.models:
         try:
@@ -29,20 +23,9 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from autellix_engine import demo
-
-    demo.run(args.model, args.policies.split(","))
-    return 0
-
-
 def _serve(args: argparse.Namespace) -> int:
-    import asyncio
-
-    import uvicorn
-
-    from autellix_engine import AutellixEngine
-    from autellix_engine.server import ServerSettings, build_app
+    from autellix_engine.server import ServerSettings
+    from autellix_engine.server.launch import serve
 
     # Keys also from the environment, as `vllm serve` reads VLLM_API_KEY.
     env_keys = [os.environ[v] for v in ("AUTELLIX_API_KEY", "VLLM_API_KEY") if os.environ.get(v)]
@@ -50,46 +33,44 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, api_keys=tuple([*(args.api_key or ()), *env_keys]),
         max_body_bytes=args.max_body_bytes, max_tokens_limit=args.max_tokens_limit,
         max_programs_per_key=args.max_programs_per_key,
-        program_rate_per_s=args.program_rate_per_s, metrics_auth=args.metrics_auth)
-
-    async def main() -> None:
-        config = _engine_config(args)
-        async with AutellixEngine(config) as eng:
-            app = build_app(eng, settings)
-            server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
-                                                   log_level="info"))
-            await server.serve()
-
-    asyncio.run(main())
-    return 0
+        program_rate_per_s=args.program_rate_per_s, metrics_auth=args.metrics_auth,
+        shutdown_timeout_s=args.shutdown_timeout)
+    return serve(_engine_config(args), settings)
 
 
 def _replica(args: argparse.Namespace) -> int:
-    """Run a remote replica: vLLM's own server with our scheduler (replaces this process)."""
-    import os
+    """Run a remote replica: vLLM's own server with our scheduler, supervised."""
+    import dataclasses
     import shlex
 
-    from autellix_engine.vllm_args import replica_command
+    from autellix_engine.frontend.replica import supervise
+    from autellix_engine.frontend.telemetry import otlp_traces_endpoint
+    from autellix_engine.frontend.vllm_args import replica_command
 
-    cmd = replica_command(_engine_config(args), host=args.host, port=args.port,
+    config = _engine_config(args)
+    endpoint = otlp_traces_endpoint()
+    if endpoint and config.otlp_traces_endpoint is None and (
+            "otlp_traces_endpoint" not in config.vllm_kwargs):
+        config = dataclasses.replace(config, otlp_traces_endpoint=endpoint)
+    cmd = replica_command(config, host=args.host, port=args.port,
                           server_flags=args.server_flags)
     if args.print_only:
         print(shlex.join(cmd))  # noqa: T201
         return 0
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.execv(cmd[0], cmd)
+    return supervise(cmd, stop_timeout_s=args.stop_timeout, max_restarts=args.max_restarts)
 
 
 def _build_ext(args: argparse.Namespace) -> int:
     """Compile the swap extension now (``make setup`` runs this once)."""
-    from autellix_engine.swap import ops
+    from autellix_engine.extension import swap_ops as ops
 
     try:
         ops.build(verbose=args.verbose)
     except Exception as exc:  # noqa: BLE001 - reported, and the engine falls back
         print(f"swap extension: build failed ({exc}); the engine will preempt by "  # noqa: T201
-              "recomputation (preemption_mode='auto') or use the PyTorch swap fallback")
-        return 0 if not args.strict else 1
+              "recomputation (preemption_mode='auto') or use the PyTorch swap fallback",
+              file=sys.stderr)
+        return 1
     cuda = "with CUDA" if ops._with_cuda() else "CPU only"
     print(f"swap extension: built ({cuda}) in {ops.build_dir()}")  # noqa: T201
     return 0
@@ -107,7 +88,8 @@ def _engine_flags(p: argparse.ArgumentParser, port: int) -> None:
     """Our own engine and address flags that ``serve`` and ``replica`` share."""
     p.add_argument("--model", default="smollm2",
                    help="smollm2, tiny or a local Hugging Face model folder")
-    p.add_argument("--policy", default="atlas", help="fcfs, mlfq, plas or atlas")
+    p.add_argument("--policy", default="atlas",
+                   help="fcfs, mlfq, plas, atlas, or srpt (the clairvoyant yardstick)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=port)
     p.add_argument("--preemption-mode", default="auto", help="auto, swap or recompute")
@@ -146,14 +128,9 @@ def build_parser(add_commands: AddCommands | None = None) -> argparse.ArgumentPa
     p.add_argument("models", nargs="*", default=["smollm2"], help="smollm2, tiny")
     p.set_defaults(func=_prepare)
 
-    p = sub.add_parser("build-ext", help="compile the KV swap extension (csrc/) once")
-    p.add_argument("--strict", action="store_true", help="exit 1 when the build fails")
+    p = sub.add_parser("build-ext", help="compile the KV swap extension (csrc/) once; "
+                       "exits 1 when the build fails")
     p.set_defaults(func=_build_ext)
-
-    p = sub.add_parser("demo", help="concurrent programs under fcfs and atlas")
-    p.add_argument("--model", default="smollm2")
-    p.add_argument("--policies", default="fcfs,atlas", help="comma-separated policies")
-    p.set_defaults(func=_demo)
 
     p = sub.add_parser("serve", help="OpenAI-compatible, program-aware server (engine or pool)",
                        epilog=VLLM_FLAGS_HELP, allow_abbrev=False)
@@ -170,6 +147,8 @@ def build_parser(add_commands: AddCommands | None = None) -> argparse.ArgumentPa
     p.add_argument("--program-rate-per-s", type=float, default=defaults.program_rate_per_s,
                    help="programs one API key may create per second (429 beyond)")
     p.add_argument("--metrics-auth", action="store_true", help="require a key on /metrics")
+    p.add_argument("--shutdown-timeout", type=float, default=defaults.shutdown_timeout_s,
+                   help="seconds calls in flight may finish after SIGTERM/SIGINT")
     p.add_argument("--replicas", type=int, default=None,
                    help="embedded engine replicas (default: 1, or 0 with --remote)")
     p.add_argument("--remote", action="append",
@@ -182,6 +161,10 @@ def build_parser(add_commands: AddCommands | None = None) -> argparse.ArgumentPa
                        "as they are (e.g. -- --api-key KEY).", allow_abbrev=False)
     _engine_flags(p, port=8100)
     p.add_argument("--print-only", action="store_true", help="print the command, do not run")
+    p.add_argument("--stop-timeout", type=float, default=30.0,
+                   help="seconds vllm serve may take to stop after SIGTERM before it is killed")
+    p.add_argument("--max-restarts", type=int, default=5,
+                   help="restarts in a row of a server that keeps exiting early (then exit 1)")
     p.set_defaults(func=_replica)
     if add_commands is not None:
         add_commands(sub)
@@ -197,9 +180,13 @@ def parse_args(argv: list[str] | None = None,
         argv, server_flags = argv[:argv.index("--")], argv[argv.index("--") + 1:]
     parser = build_parser(add_commands)
     args, rest = parser.parse_known_args(argv)
+    if args.verbose:  # before vLLM's first import (the engine flags below) sets its logger
+        from autellix_engine.frontend.logs import verbose_vllm
+
+        verbose_vllm()
     args.vllm, args.server_flags = {}, server_flags
     if getattr(args, "takes_vllm_flags", False):
-        from autellix_engine.vllm_args import parse_vllm_flags
+        from autellix_engine.frontend.vllm_args import parse_vllm_flags
 
         try:
             args.vllm = parse_vllm_flags(rest) if rest else {}
@@ -216,8 +203,7 @@ def main(argv: list[str] | None = None, add_commands: AddCommands | None = None)
     """Run one ``autellix`` command (the console script is ``autellix_workloads.cli``,
     which adds the workload commands)."""
     args = parse_args(argv, add_commands)
-    if not args.verbose:
-        _quiet_vllm()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     return args.func(args)
 

@@ -1,5 +1,5 @@
 """The ``autellix`` command: the engine's commands plus the workload ones (``bench``,
-``simulate``). It lives here, at the top of the package layering
+``simulate``, ``demo``). It lives here, at the top of the package layering
 (``autellix_engine`` <- ``autellix_lg`` <- ``autellix_workloads``), because only this
 package may import all three."""
 
@@ -19,18 +19,32 @@ def _bench(args: argparse.Namespace) -> int:
     from autellix_workloads.bench import BenchConfig, markdown_table, run_bench, write_reports
 
     vllm = dict(args.vllm)
+    from autellix_workloads.distributions import parse_shape
+
+    try:
+        parse_shape(args.shape)
+        if not 0 <= args.think_time < float("inf"):
+            raise ValueError("--think-time must be a number of seconds >= 0")
+    except ValueError as e:
+        print(f"autellix bench: error: {e}", file=sys.stderr)  # noqa: T201
+        return 2
     cfg = BenchConfig(
         suite=args.suite, rates=[float(r) for r in args.rates.split(",")],
         policies=args.policies.split(","), num_programs=args.programs, seed=args.seed,
         token_scale=args.token_scale, call_scale=args.call_scale, model=args.model,
         tool_latency_s=args.tool_latency, swap_space_bytes=args.swap_space_bytes,
-        max_num_seqs=args.max_num_seqs,
+        think_time_s=args.think_time, shape=args.shape, max_num_seqs=args.max_num_seqs,
         max_model_len=vllm.pop("max_model_len", BenchConfig.max_model_len),
         slo=args.slo, vllm_kwargs=vllm,
     )
-    result = asyncio.run(run_bench(cfg))
+    out = Path(args.out)
+    try:
+        result = asyncio.run(run_bench(cfg, out, resume=args.resume))
+    except ValueError as e:  # --resume over another workload's report
+        print(f"autellix bench: error: {e}", file=sys.stderr)  # noqa: T201
+        return 2
     print(markdown_table(result))  # noqa: T201
-    for kind, path in write_reports(result, Path(args.out)).items():
+    for kind, path in write_reports(result, out).items():
         print(f"{kind}: {path}")  # noqa: T201
     return 0
 
@@ -38,11 +52,11 @@ def _bench(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from autellix_engine.policy import PolicyConfig
+    from autellix_engine.core import PolicyConfig, parse_policy
     from autellix_workloads.bench import BenchConfig, markdown_table, write_reports
+    from autellix_workloads.distributions import parse_shape
     from autellix_workloads.sim.des import SimConfig
     from autellix_workloads.sim.profile import CostProfile
-    from autellix_engine.policy import parse_policy
     from autellix_workloads.sim.sweep import run_sweep, variant_config
 
     try:
@@ -50,7 +64,7 @@ def _simulate(args: argparse.Namespace) -> int:
         sim = SimConfig(profile=profile, policy_config=PolicyConfig(),
                         max_num_seqs=args.max_num_seqs, num_gpu_blocks=args.num_gpu_blocks,
                         num_host_blocks=args.num_host_blocks,
-                        preemption=args.preemption,
+                        preemption=args.preemption, max_model_len=args.max_model_len,
                         prefix_caching=not args.no_prefix_caching)
         for variant in args.policies.split(","):
             parse_policy(variant_config(variant, sim)[0])
@@ -59,6 +73,9 @@ def _simulate(args: argparse.Namespace) -> int:
             raise ValueError("--programs must be >= 1 and every rate > 0")
         if not 0 <= args.tool_latency < float("inf"):
             raise ValueError("--tool-latency must be a number of seconds >= 0")
+        if not 0 <= args.think_time < float("inf"):
+            raise ValueError("--think-time must be a number of seconds >= 0")
+        parse_shape(args.shape)
     except ValueError as e:
         print(f"autellix simulate: error: {e}", file=sys.stderr)  # noqa: T201
         return 2
@@ -66,14 +83,15 @@ def _simulate(args: argparse.Namespace) -> int:
     cfg = BenchConfig(suite=args.suite, rates=rates,
                       policies=args.policies.split(","), num_programs=args.programs,
                       seed=args.seed, token_scale=args.token_scale,
-                      tool_latency_s=args.tool_latency,
+                      tool_latency_s=args.tool_latency, think_time_s=args.think_time,
+                      shape=args.shape,
                       call_scale=args.call_scale, model=profile.name, slo=args.slo,
                       max_num_seqs=args.max_num_seqs or profile.max_num_seqs)
     print(f"{args.suite}: {args.programs} programs per rate on {profile.name} "  # noqa: T201
           f"({sim.max_num_seqs or profile.max_num_seqs} seqs, "
           f"{sim.num_gpu_blocks or profile.num_gpu_blocks} KV blocks of "
           f"{profile.block_size} tokens)", flush=True)
-    result = run_sweep(cfg, sim)
+    result = run_sweep(cfg, sim, progress=True)
     print(markdown_table(result))  # noqa: T201
     if args.out:
         for kind, path in write_reports(result, Path(args.out)).items():
@@ -81,9 +99,21 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from autellix_workloads import demo
+
+    demo.run(args.model, args.policies.split(","))
+    return 0
+
+
 def add_commands(sub: Any) -> None:
-    """Add ``bench`` and ``simulate`` to the ``autellix`` subcommands."""
+    """Add ``bench``, ``simulate`` and ``demo`` to the ``autellix`` subcommands."""
     from autellix_workloads.bench import BenchConfig
+
+    p = sub.add_parser("demo", help="concurrent programs under fcfs and atlas")
+    p.add_argument("--model", default="smollm2")
+    p.add_argument("--policies", default="fcfs,atlas", help="comma-separated policies")
+    p.set_defaults(func=_demo)
 
     d = BenchConfig()
     p = sub.add_parser("bench", help="run a workload suite under each policy and report",
@@ -92,19 +122,28 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--rates", default=",".join(map(str, d.rates)),
                    help="programs/s, comma-separated")
     p.add_argument("--policies", default=",".join(d.policies),
-                   help="policies; a +retain suffix turns KV retention on (atlas+retain)")
+                   help="policies; a +retain suffix turns KV retention on (atlas+retain), a "
+                   "/run suffix makes each chat turn a program (atlas+retain/run)")
     p.add_argument("--programs", type=int, default=d.num_programs, help="programs per rate")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--token-scale", type=float, default=d.token_scale)
     p.add_argument("--call-scale", type=float, default=d.call_scale)
     p.add_argument("--tool-latency", type=float, default=d.tool_latency_s,
                    help="seconds each tool (the gap between a program's calls) takes")
+    p.add_argument("--think-time", type=float, default=d.think_time_s,
+                   help="mean seconds a chat's user thinks between turns (log-normal)")
+    p.add_argument("--shape", default=d.shape,
+                   help="calls per program: lognormal (fitted to the paper's mean and "
+                   "max), lognormal:SIGMA, or geometric (memoryless)")
     p.add_argument("--model", default=d.model)
     p.add_argument("--max-num-seqs", type=int, default=d.max_num_seqs)
     p.add_argument("--slo", type=float, default=None, help="s/token for throughput at SLO")
     p.add_argument("--swap-space-bytes", type=int, default=None,
                    help="host swap pool size (default: the KV cache size)")
-    p.add_argument("--out", default="bench-results", help="folder for JSON, Markdown, PNG")
+    p.add_argument("--out", default="bench-results",
+                   help="folder for JSON, Markdown, PNG (rewritten after each run)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the runs already in --out's report (same workload); run the rest")
     p.set_defaults(func=_bench, takes_vllm_flags=True)
 
     p = sub.add_parser("simulate", help="simulate a suite under each policy, on a cost profile")
@@ -113,7 +152,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--rates", default="0.5", help="programs/s, comma-separated")
     p.add_argument("--policies", default="fcfs,mlfq,plas,atlas,srpt",
                    help="policies, or vllm (fcfs without prefix caching); a +retain "
-                   "suffix turns KV retention on (atlas+retain)")
+                   "suffix turns KV retention on (atlas+retain), a /run suffix makes "
+                   "each chat turn a program (atlas/run)")
     p.add_argument("--profile", default="cpu-smollm2",
                    help="a100-llama3.1-8b, h100-llama3.1-8b, cpu-smollm2 or a JSON path")
     p.add_argument("--seed", type=int, default=0)
@@ -121,9 +161,17 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--call-scale", type=float, default=1.0)
     p.add_argument("--tool-latency", type=float, default=BenchConfig.tool_latency_s,
                    help="seconds each tool (the gap between a program's calls) takes")
+    p.add_argument("--think-time", type=float, default=d.think_time_s,
+                   help="mean seconds a chat's user thinks between turns (log-normal)")
+    p.add_argument("--shape", default=d.shape,
+                   help="calls per program: lognormal (fitted to the paper's mean and "
+                   "max), lognormal:SIGMA, or geometric (memoryless)")
     p.add_argument("--max-num-seqs", type=int, default=None, help="default: the profile's")
     p.add_argument("--num-gpu-blocks", type=int, default=None, help="default: the profile's")
     p.add_argument("--num-host-blocks", type=int, default=None, help="default: the profile's")
+    p.add_argument("--max-model-len", type=int, default=None,
+                   help="context limit; longer chats keep their latest turns (default: "
+                   "half the KV pool)")
     p.add_argument("--preemption", default="swap", choices=["swap", "recompute"])
     p.add_argument("--no-prefix-caching", action="store_true")
     p.add_argument("--slo", type=float, default=None, help="s/token for throughput at SLO")

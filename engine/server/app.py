@@ -2,7 +2,9 @@
 
 Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions`` (streaming with SSE
 and not; ``stream_options.include_usage``; ``response_format``), ``GET /v1/models``,
-``PUT|DELETE|GET /v1/programs/{id}``, ``GET /health``, ``GET /metrics``,
+``PUT|DELETE|GET /v1/programs/{id}``, ``GET /health`` (as in ``vllm serve``: 200 while
+some replica can run calls), ``GET /health/ready`` (readiness: that, and not shutting
+down), ``GET /health/live`` (liveness: 503 means restart this process), ``GET /metrics``,
 ``GET /openapi.json``.
 
 Program and thread ids come from the ``X-Autellix-Program-Id`` / ``X-Autellix-Thread-Id``
@@ -32,13 +34,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from autellix_engine.api import AutellixEngine
-from autellix_engine.errors import (
+from autellix_engine.core.errors import (
     EngineNotRunningError,
     InvalidRequestError,
     ProgramEndedError,
+    ReplicaError,
     UnknownProgramError,
 )
+from autellix_engine.frontend.engine import AutellixEngine
 from autellix_engine.server import body as body_checks
 from autellix_engine.server import metrics, openapi, protocol
 from autellix_engine.server.protocol import RequestError
@@ -47,6 +50,8 @@ from autellix_engine.server.spans import CallSpan
 
 logger = logging.getLogger(__name__)
 
+#: Errors that mean the service cannot run the call now (HTTP 503), not the call's fault.
+UNAVAILABLE = (EngineNotRunningError, ReplicaError)
 PROGRAM_HEADER = "x-autellix-program-id"
 THREAD_HEADER = "x-autellix-thread-id"
 
@@ -57,6 +62,8 @@ def build_app(engine: AutellixEngine, settings: ServerSettings | None = None) ->
     server = _Server(engine, settings)
     routes = [
         Route("/health", server.health),
+        Route("/health/ready", server.ready),
+        Route("/health/live", server.live),
         Route("/metrics", server.metrics),
         Route("/v1/models", server.models),
         Route("/v1/chat/completions", server.chat, methods=["POST"]),
@@ -90,7 +97,7 @@ async def _close_all(starts: list[tuple[Any, AsyncIterator]], own_program: str |
     program."""
     for _, stream in starts:
         await stream.aclose()
-    if own_program is not None and own_program in engine.table:
+    if own_program is not None and engine.is_program_running(own_program):
         engine.end_program(own_program)
 
 
@@ -113,10 +120,12 @@ class _TokenBucket:
 class _Server:
     def __init__(self, engine: AutellixEngine, settings: ServerSettings) -> None:
         self.engine, self.settings = engine, settings
+        self.policy = engine.config.policy
         self.series = metrics.ServerMetrics(engine)
         self._started = int(time.time())
         self._openapi: dict | None = None
         self._program_buckets: dict[str, _TokenBucket] = {}
+        self.draining = False  # shutting down: new calls get 503, readiness fails
 
     # -- helpers --------------------------------------------------------------------------
     def _decode(self, token_id: int) -> str:
@@ -157,8 +166,22 @@ class _Server:
 
     # -- endpoints ------------------------------------------------------------------------
     async def health(self, request: Request) -> Response:
+        """200 while some replica passed its last probe (``vllm serve``'s meaning)."""
         if not self.engine.is_running:
             return JSONResponse({"status": "down"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    async def ready(self, request: Request) -> Response:
+        """Readiness: can take traffic now (a replica is up, not shutting down)."""
+        if self.draining:
+            return JSONResponse({"status": "shutting down"}, status_code=503)
+        return await self.health(request)
+
+    async def live(self, request: Request) -> Response:
+        """Liveness: 503 when the process should be restarted (no replica could run
+        calls for ``EngineConfig.dead_after_s``, or the health monitor stopped)."""
+        if not self.engine.is_alive:
+            return JSONResponse({"status": "dead"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     async def models(self, request: Request) -> Response:
@@ -183,7 +206,7 @@ class _Server:
         external = body_checks.check_id(request.path_params["program_id"], "program_id")
         pid = self._internal_id(scope, external)
         if request.method == "PUT":
-            if pid not in self.engine.table:
+            if not self.engine.is_program_running(pid):
                 self._admit_program(scope)
             self.engine.ensure_program(pid)
         elif request.method == "DELETE":
@@ -193,7 +216,7 @@ class _Server:
                 raise RequestError(f"No program {external!r}", status=404) from None
             self.series.program_latency.observe(max(0.0, time.time() - snap.created))
             return JSONResponse(_snapshot(snap, external))
-        snap = self.engine.table.get(pid)
+        snap = self.engine.program_stats(pid) if self.engine.is_program_running(pid) else None
         if snap is None:
             raise RequestError(f"No program {external!r}", status=404)
         return JSONResponse(_snapshot(snap, external))
@@ -207,6 +230,8 @@ class _Server:
     async def _complete(self, request: Request, *, chat: bool) -> Response:
         self.series.requests.inc()
         scope = self._scope(request)
+        if self.draining:
+            raise RequestError("The server is shutting down", status=503)
         parsed = protocol.parse_request(
             await self._json(request), chat=chat, model=self.engine.model_name,
             max_tokens_limit=self.settings.max_tokens_limit)
@@ -216,15 +241,18 @@ class _Server:
         header_thread = request.headers.get(THREAD_HEADER)
         thread = body_checks.check_id(header_thread, THREAD_HEADER) if header_thread else (
             parsed.thread)
-        if pid is not None and pid not in self.engine.table:
+        if pid is not None and not self.engine.is_program_running(pid):
             self._admit_program(scope)
         rid, model = protocol.new_id(chat), self.engine.model_name
-        span = CallSpan(request.headers, f"POST {request.url.path}", external)
+        span = CallSpan(request.headers, request.url.path, chat=chat, model=model,
+                        policy=self.policy, response_id=rid,
+                        program_id=external, params=parsed.params)
         if parsed.n > 1:
             return await self._complete_many(request, parsed, pid, thread, priority, span,
                                               chat=chat, rid=rid, external=external)
         try:
-            first, stream = await self._start(parsed, pid, thread, span.trace_context, priority)
+            first, stream = await self._start(parsed, pid, thread, span.trace_context, priority,
+                                              call_id=rid)
         except BaseException as e:
             span.finish(error=e)
             raise
@@ -235,15 +263,16 @@ class _Server:
             return StreamingResponse(events, media_type="text/event-stream")
         try:
             result = await self._collect(request, first, stream)
-        except EngineNotRunningError as e:  # a replica failed the call after it started
+        except UNAVAILABLE as e:  # a replica failed the call after it started
             self.series.errors.inc()
-            span.finish(error=e)
+            span.finish(error=e, status=503)
             raise RequestError(str(e), status=503) from None
-        span.finish(result)
+        span.finish(result, status=None if result else 499)
         if result is None:
             return Response(status_code=499)
         self.series.call_latency.observe(result.latency_s)
         body = protocol.completion_body(result, chat=chat, model=model, rid=rid,
+                                        policy=self.policy,
                                         tool_mode=parsed.tool_mode, decode=self._decode)
         body["program_id"] = external
         return JSONResponse(body)
@@ -259,7 +288,7 @@ class _Server:
         try:
             for i in range(parsed.n):  # the first start validates; none runs before it
                 starts.append(await self._start(parsed, pid, f"{thread}/{i}",
-                                                span.trace_context, priority))
+                                                span.trace_context, priority, f"{rid}/{i}"))
         except BaseException as e:
             await _close_all(starts, pid if own else None, self.engine)
             span.finish(error=e)
@@ -273,9 +302,9 @@ class _Server:
         try:
             results = await asyncio.gather(*(self._collect(request, first, stream)
                                              for first, stream in starts))
-        except EngineNotRunningError as e:
+        except UNAVAILABLE as e:
             self.series.errors.inc()
-            span.finish(error=e)
+            span.finish(error=e, status=503)
             raise RequestError(str(e), status=503) from None
         finally:
             await _close_all(starts, pid if own else None, self.engine)
@@ -285,6 +314,7 @@ class _Server:
         for result in results:
             self.series.call_latency.observe(result.latency_s)
         body = protocol.completion_body(list(results), chat=chat, model=model, rid=rid,
+                                        policy=self.policy,
                                         tool_mode=parsed.tool_mode, decode=self._decode)
         body["program_id"] = external
         return JSONResponse(body)
@@ -315,7 +345,7 @@ class _Server:
                 if isinstance(item, Exception):
                     self.series.errors.inc()
                     span.finish(error=item)
-                    status = 503 if isinstance(item, EngineNotRunningError) else 500
+                    status = 503 if isinstance(item, UNAVAILABLE) else 500
                     yield f"data: {json.dumps(RequestError(str(item), status=status).body())}\n\n"
                     break
                 logprobs = protocol.logprobs_body(item.logprobs, chat=chat, decode=self._decode,
@@ -333,6 +363,7 @@ class _Server:
                 span.finish(ordered[0])
                 if include_usage:
                     tail = protocol.usage_chunk(ordered[0], chat=chat, model=model, rid=rid,
+                                                policy=self.policy,
                                                 more=tuple(ordered[1:]))
                     yield f"data: {json.dumps(tail)}\n\n"
             yield "data: [DONE]\n\n"
@@ -343,13 +374,14 @@ class _Server:
             span.finish()
 
     async def _start(self, parsed: protocol.ParsedRequest, pid: str | None, thread: str,
-                     trace: dict[str, str], priority: int) -> tuple[Any, AsyncIterator]:
+                     trace: dict[str, str], priority: int,
+                     call_id: str) -> tuple[Any, AsyncIterator]:
         """Start the call: its first chunk (validation errors surface here, before any
         state changed or byte was sent) and the rest of its stream."""
         for restarted in (False, True):
             stream = self.engine.stream(parsed.prompt, program_id=pid, thread=thread,
                                         trace_context=trace, priority=priority,
-                                        **parsed.params)
+                                        call_id=call_id, **parsed.params)
             try:
                 return await anext(stream), stream
             except ProgramEndedError as e:
@@ -360,7 +392,7 @@ class _Server:
             except InvalidRequestError as e:
                 self.series.errors.inc()
                 raise RequestError(str(e)) from None
-            except EngineNotRunningError as e:
+            except UNAVAILABLE as e:
                 self.series.errors.inc()
                 raise RequestError(str(e), status=503) from None
         raise AssertionError("unreachable")
@@ -414,15 +446,16 @@ class _Server:
                     self.series.call_latency.observe(chunk.result.latency_s)
                     span.finish(chunk.result)
                     if include_usage:
-                        tail = protocol.usage_chunk(chunk.result, chat=chat, model=model, rid=rid)
+                        tail = protocol.usage_chunk(chunk.result, chat=chat, model=model, rid=rid,
+                                                policy=self.policy)
                         yield f"data: {json.dumps(tail)}\n\n"
                     break
                 try:
                     chunk, is_first = await anext(stream), False
-                except EngineNotRunningError as e:
+                except UNAVAILABLE as e:
                     # Headers are sent: the failure goes as an error event, as vLLM does.
                     self.series.errors.inc()
-                    span.finish(error=e)
+                    span.finish(error=e, status=503)
                     error = RequestError(str(e), status=503).body()
                     yield f"data: {json.dumps(error)}\n\n"
                     break
@@ -454,13 +487,15 @@ class _Server:
                                    rid=rid)
         yield f"data: {json.dumps(tail)}\n\n"
         if include_usage:
-            usage = protocol.usage_chunk(result, chat=True, model=model, rid=rid)
+            usage = protocol.usage_chunk(result, chat=True, model=model, rid=rid,
+                                         policy=self.policy)
             yield f"data: {json.dumps(usage)}\n\n"
         yield "data: [DONE]\n\n"
 
 
 def _snapshot(snap: Any, external: str) -> dict[str, Any]:
-    return {"program_id": external, "service": snap.service, "num_calls": snap.num_calls,
-            "active_threads": list(snap.active_threads), "tokens_generated":
-            snap.tokens_generated, "queue_wait_s": snap.queue_wait_s,
-            "preemptions": snap.preemptions}
+    t = snap.tally
+    return {"program_id": external, "service": snap.service, "num_calls": t.calls,
+            "active_threads": list(snap.active_threads),
+            "tokens_generated": t.completion_tokens, "queue_wait_s": t.queue_wait_s,
+            "preemptions": t.preemptions}

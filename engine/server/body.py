@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from autellix_engine import sampling
-from autellix_engine.errors import InvalidRequestError
+from autellix_engine.core.errors import InvalidRequestError
+from autellix_engine.frontend import sampling
 from autellix_engine.server.errors import RequestError
 
 #: Deepest nesting of arrays and objects in a body (a tool's JSON schema needs a few

@@ -16,7 +16,9 @@ Ours (prefix ``autellix_``), read from the front end at scrape time:
 - ``calls_total``, ``completion_tokens_total``, ``prompt_tokens_total``,
   ``cached_prompt_tokens_total``, ``prefix_cache_hit_rate``;
 - ``preemptions_total``, ``swaps_out_total``, ``swaps_in_total``,
-  ``swap_fallbacks_total``, ``swap_seconds_total``, ``host_pool_used_blocks``;
+  ``swap_fallbacks_total``, ``swap_seconds_total``;
+- per replica: ``host_pool_used_blocks``, ``retained_device_blocks``,
+  ``retained_host_blocks`` (its engine's gauges, as last reported);
 - ``retried_calls_total``, ``failed_calls_total``: calls hit by replica faults;
 - histograms ``call_latency_seconds`` and ``program_latency_seconds`` (a program's
   latency: its start to its end through the program API);
@@ -32,7 +34,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, g
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 if TYPE_CHECKING:
-    from autellix_engine.api import AutellixEngine
+    from autellix_engine.frontend.engine import AutellixEngine
 
 #: Seconds; spans one short call on a GPU to a long agentic program on a CPU.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -87,14 +89,20 @@ class _EngineCollector:
             by_level[policy_config.level_for(p.service)] += len(p.active_threads)
         yield _labelled("autellix_active_calls_by_level",
                         "Active calls by their program's queue.", "level", by_level)
-        router = engine.router
+        replicas = engine.replicas()
         yield _labelled("autellix_replica_inflight_calls", "Calls in flight per replica.",
-                        "replica", router.in_flight)
-        healthy = [int(ok and r.is_running)
-                   for ok, r in zip(router.healthy, engine.replicas, strict=True)]
+                        "replica", [r.in_flight for r in replicas])
         yield _labelled("autellix_replica_healthy", "1 while the replica is in the pool.",
-                        "replica", healthy)
-        totals = engine.totals
+                        "replica", [int(r.healthy) for r in replicas])
+        for name, help_text in (
+            ("host_pool_used_blocks", "Swap pool blocks in use, as last reported."),
+            ("retained_device_blocks", "KV blocks pinned for live programs, as last reported."),
+            ("retained_host_blocks", "Host pool blocks of live programs' retained KV, as last "
+             "reported."),
+        ):
+            yield _labelled(f"autellix_{name}", help_text, "replica",
+                            [getattr(r.gauges, name) for r in replicas])
+        totals, counters = engine.totals(), engine.counters()
         for name, help_text, value in (
             ("calls", "Calls completed.", totals.calls),
             ("completion_tokens", "Tokens generated.", totals.completion_tokens),
@@ -114,27 +122,18 @@ class _EngineCollector:
             ("reprefilled_prompt_tokens", "Prompt tokens of a program's history that its "
              "next call computed again.", totals.reprefilled_tokens),
             ("retried_calls", "Calls re-sent after a replica fault (before their first "
-             "token).", totals.retried_calls),
+             "token).", counters.retried_calls),
             ("failed_calls", "Calls a replica fault ended after their first token.",
-             totals.failed_calls),
+             counters.failed_calls),
         ):
             yield CounterMetricFamily(f"autellix_{name}", help_text, value=value)
-        prompt = totals.prompt_tokens
         yield GaugeMetricFamily("autellix_prefix_cache_hit_rate",
                                 "Cached prompt tokens / prompt tokens, over completed calls.",
-                                value=totals.cached_tokens / prompt if prompt else 0.0)
-        yield GaugeMetricFamily("autellix_host_pool_used_blocks",
-                                "Swap pool blocks in use, as last reported.",
-                                value=totals.host_pool_used_blocks)
-        yield GaugeMetricFamily("autellix_retained_device_blocks",
-                                "KV blocks pinned for live programs, as last reported.",
-                                value=totals.retained_device_blocks)
-        yield GaugeMetricFamily("autellix_retained_host_blocks",
-                                "Host pool blocks of live programs' retained KV, as last "
-                                "reported.", value=totals.retained_host_blocks)
+                                value=totals.prefix_hit_rate)
 
 
-def _labelled(name: str, help_text: str, label: str, values: list[int]) -> GaugeMetricFamily:
+def _labelled(name: str, help_text: str, label: str,
+              values: list[int] | list[float]) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, help_text, labels=[label])
     for i, value in enumerate(values):
         family.add_metric([str(i)], value)

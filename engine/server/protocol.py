@@ -9,10 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from autellix_engine import tool_envelope
-from autellix_engine.policy.wire import STATS_KEY
-from autellix_engine.results import CallResult, TokenLogprob
-from autellix_engine.sampling import SAMPLING_KEYS
+from autellix_engine.core.wire import SERVER_KEY, STATS_KEY
+from autellix_engine.frontend import tool_envelope
+from autellix_engine.frontend.results import CallResult, TokenLogprob
+from autellix_engine.frontend.sampling import SAMPLING_KEYS
 from autellix_engine.server.body import check_id, load_json
 from autellix_engine.server.errors import RequestError
 
@@ -48,7 +48,7 @@ def parse_request(body: Any, *, chat: bool, model: str, max_tokens_limit: int) -
     """
     if not isinstance(body, dict):
         raise RequestError("The request body must be a JSON object")
-    _vllm_validate(body, chat)
+    validated = _vllm_validate(body, chat)
     if body.get("model") not in (None, model):
         raise RequestError(f"The model {body.get('model')!r} does not exist; this server "
                            f"serves {model!r}", param="model", status=404,
@@ -61,7 +61,7 @@ def parse_request(body: Any, *, chat: bool, model: str, max_tokens_limit: int) -
         raise RequestError(f"n must be an integer in [1, {MAX_CHOICES}]", param="n")
     prompt = _messages(body) if chat else _prompt(body)
     tools, allow_text = _tools(body) if chat else ([], True)
-    params = _sampling(body, max_tokens_limit)
+    params = _sampling(body, validated, max_tokens_limit)
     logprobs = _logprobs(body, chat)
     if logprobs is not None:
         params["logprobs"] = logprobs
@@ -106,8 +106,12 @@ def parse_request(body: Any, *, chat: bool, model: str, max_tokens_limit: int) -
                          tool_mode=bool(tools), session_id=session_id, priority=priority, n=n)
 
 
-def _vllm_validate(body: dict, chat: bool) -> None:
-    """vLLM's own request model: what ``vllm serve`` accepts, with its bounds."""
+def _vllm_validate(body: dict, chat: bool) -> Any:
+    """vLLM's own request model: what ``vllm serve`` accepts, with its bounds.
+
+    Returns the validated model: its values are the ones ``vllm serve`` would use
+    (pydantic's lax mode turns ``"seed": "123"`` into ``123``), and only they go on.
+    """
     import pydantic
     from vllm.exceptions import VLLMClientError
 
@@ -119,7 +123,7 @@ def _vllm_validate(body: dict, chat: bool) -> None:
         from vllm.entrypoints.openai.completion.protocol import CompletionRequest as Model
     fields = {k: v for k, v in body.items() if k in Model.model_fields}
     try:
-        Model.model_validate({"model": "any", **fields})
+        return Model.model_validate({"model": "any", **fields})
     except pydantic.ValidationError as e:
         error = e.errors()[0]
         loc = [str(p) for p in error["loc"] if not str(p).startswith("function-")]
@@ -130,6 +134,9 @@ def _vllm_validate(body: dict, chat: bool) -> None:
         raise RequestError(f"{'.'.join(loc)}: {error['msg']}", param=field) from None
     except (ValueError, TypeError, VLLMClientError) as e:  # raised by vLLM's validators
         raise RequestError(str(e), param=getattr(e, "parameter", None)) from None
+    except Exception as e:  # noqa: BLE001 - a vLLM validator that trips on odd input
+        # (AttributeError on "structured_outputs": "x"): the input is what is wrong.
+        raise RequestError(f"The request is malformed ({type(e).__name__}: {e})") from None
 
 
 def _flag(body: dict, name: str, param: str | None = None, default: bool = False) -> bool:
@@ -141,24 +148,33 @@ def _flag(body: dict, name: str, param: str | None = None, default: bool = False
     return value
 
 
-def _sampling(body: dict, max_tokens_limit: int) -> dict[str, Any]:
-    """The call's sampling settings, by vLLM's names (``autellix_engine.sampling``)."""
+def _sampling(body: dict, validated: Any, max_tokens_limit: int) -> dict[str, Any]:
+    """The call's sampling settings, by vLLM's names (``autellix_engine.frontend.sampling``).
+
+    Values come from vLLM's validated request model, never from the raw body, so each
+    goes on once, in the type the engine expects. Per kind of field:
+
+    - numbers: a JSON number, or a string vLLM's model reads as one (``"123"``,
+      ``"0.5"``), coerced as ``vllm serve`` does; ``true``/``false`` are refused;
+    - booleans (``ignore_eos``, ...): ``true`` or ``false`` only (vLLM would also read
+      ``1``, ``"yes"``: refused here, as for ``stream``).
+    """
+    given = validated.model_fields_set
     params: dict[str, Any] = {}
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    name = "max_completion_tokens" if "max_completion_tokens" in given else "max_tokens"
+    max_tokens = _typed(body, validated, name)
     if max_tokens is not None:
-        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        if max_tokens < 1:
             raise RequestError("max_tokens must be a positive integer", param="max_tokens")
         if max_tokens > max_tokens_limit:
             raise RequestError(f"max_tokens may be at most {max_tokens_limit}",
                                param="max_tokens")
         params["max_tokens"] = max_tokens
     for name in SAMPLING_KEYS:
-        value = body.get(name)
-        if value is None or name == "logprobs":  # OpenAI's shape differs: _logprobs
-            continue
-        if isinstance(value, bool) and name not in ("ignore_eos", "include_stop_str_in_output"):
-            raise RequestError(f"{name} must be a number", param=name)
-        params[name] = value
+        if name != "logprobs":  # OpenAI's shape differs: _logprobs
+            value = _typed(body, validated, name)
+            if value is not None:
+                params[name] = value
     stop = params.get("stop")
     if stop is not None:
         stop = [stop] if isinstance(stop, str) else stop
@@ -169,6 +185,19 @@ def _sampling(body: dict, max_tokens_limit: int) -> dict[str, Any]:
     if bias is not None:
         params["logit_bias"] = _logit_bias(bias)
     return params
+
+
+def _typed(body: dict, validated: Any, name: str) -> Any:
+    """A field's value as vLLM's model validated it (None: not given)."""
+    if name not in validated.model_fields_set:
+        return None
+    value = validated.__dict__[name]  # not getattr: vLLM marks max_tokens deprecated
+    raw = body.get(name)
+    if isinstance(value, bool) and not isinstance(raw, bool):
+        raise RequestError(f"{name} must be true or false", param=name)
+    if isinstance(raw, bool) and not isinstance(value, bool):
+        raise RequestError(f"{name} must be a number", param=name)
+    return value
 
 
 def _logprobs(body: dict, chat: bool) -> int | None:
@@ -361,7 +390,7 @@ def usage(result: CallResult, more: tuple[CallResult, ...] = ()) -> dict[str, An
             "prompt_tokens_details": {"cached_tokens": u.cached_tokens}}
 
 
-def usage_chunk(result: CallResult, *, chat: bool, model: str, rid: str,
+def usage_chunk(result: CallResult, *, chat: bool, model: str, rid: str, policy: str,
                 more: tuple[CallResult, ...] = ()) -> dict[str, Any]:
     """The final usage chunk of a stream, with the call's statistics as
     ``kv_transfer_params`` (as a stock ``vllm serve`` with our plugin sends them);
@@ -369,6 +398,7 @@ def usage_chunk(result: CallResult, *, chat: bool, model: str, rid: str,
     body = chunk_body("", None, chat=chat, model=model, rid=rid)
     body["choices"], body["usage"] = [], usage(result, more)
     body["kv_transfer_params"] = {STATS_KEY: result.stats.to_dict()}
+    body[SERVER_KEY] = {"policy": policy}
     return body
 
 
@@ -384,7 +414,7 @@ def tool_message(text: str) -> tuple[dict[str, Any], str | None]:
 
 
 def completion_body(results: CallResult | list[CallResult], *, chat: bool, model: str,
-                    rid: str, tool_mode: bool = False,
+                    rid: str, policy: str, tool_mode: bool = False,
                     decode: Callable[[int], str] = str) -> dict[str, Any]:
     """A non-streamed response; several results are the choices of ``n``."""
     results = results if isinstance(results, list) else [results]
@@ -393,7 +423,8 @@ def completion_body(results: CallResult | list[CallResult], *, chat: bool, model
             "created": int(time.time()), "model": model,
             "choices": [_choice(r, i, chat, tool_mode, decode) for i, r in enumerate(results)],
             "usage": usage(first, tuple(results[1:])), "program_id": first.program_id,
-            "kv_transfer_params": {STATS_KEY: first.stats.to_dict()}}
+            "kv_transfer_params": {STATS_KEY: first.stats.to_dict()},
+            SERVER_KEY: {"policy": policy}}
 
 
 def _choice(result: CallResult, index: int, chat: bool, tool_mode: bool,

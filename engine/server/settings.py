@@ -23,6 +23,9 @@ class ServerSettings:
             same number); more get 429.
         metrics_auth: require an API key on ``/metrics`` too (Prometheus scrapers send
             one with ``authorization``/``bearer_token``); off: open, as in ``vllm serve``.
+        shutdown_timeout_s: on SIGTERM or SIGINT, how long calls in flight may still
+            run before they are ended with an error (20 s: with uvicorn's 5 s to close
+            connections, within Kubernetes' default 30 s termination grace period).
     """
 
     host: str = "127.0.0.1"
@@ -33,3 +36,4 @@ class ServerSettings:
     max_programs_per_key: int = 10_000
     program_rate_per_s: float = 100.0
     metrics_auth: bool = False
+    shutdown_timeout_s: float = 20.0

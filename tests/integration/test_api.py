@@ -65,8 +65,8 @@ async def test_parallel_threads_share_one_program_and_stats_match_the_work(atlas
         branches = await asyncio.gather(*tasks)
         snap = prog.stats()
     calls = [first, *branches]
-    assert snap.num_calls == 4 and snap.active_threads == ()
-    assert snap.tokens_generated == sum(c.usage.completion_tokens for c in calls)
+    assert snap.tally.calls == 4 and snap.active_threads == ()
+    assert snap.tally.completion_tokens == sum(c.usage.completion_tokens for c in calls)
     # ATLAS: the critical path, first call then the longest branch (not the sum).
     critical = first.stats.service + max(b.stats.service for b in branches)
     assert snap.service == pytest.approx(critical)
@@ -78,7 +78,7 @@ async def test_an_ended_program_refuses_calls_and_the_engine_keeps_serving(atlas
     prog = atlas.program()
     await prog.generate("one", max_tokens=2)
     final = prog.end()
-    assert final.num_calls == 1
+    assert final.tally.calls == 1
     with pytest.raises(ProgramEndedError):
         await prog.generate("two", max_tokens=2)
     with pytest.raises(ProgramEndedError):
@@ -89,7 +89,7 @@ async def test_an_ended_program_refuses_calls_and_the_engine_keeps_serving(atlas
 async def test_unknown_program_id_creates_the_program(atlas):
     out = await atlas.generate("hi", program_id="implicit-prog", max_tokens=3, **GREEDY)
     snap = {p.program_id: p for p in atlas.programs()}["implicit-prog"]
-    assert snap.num_calls == 1 and snap.service == pytest.approx(out.stats.service)
+    assert snap.tally.calls == 1 and snap.service == pytest.approx(out.stats.service)
     atlas.end_program("implicit-prog")
 
 

@@ -74,10 +74,10 @@ async def test_unknown_model_fails_at_start_with_a_clear_error():
 
 @pytest.mark.parametrize("priority", ["1", 1.0, True, 2**40])
 async def test_a_malformed_priority_is_refused(atlas, priority):
-    before = {p.program_id for p in atlas.table.snapshot()}
+    before = {p.program_id for p in atlas.programs()}
     with pytest.raises(InvalidRequestError, match="priority"):
         await atlas.generate("hi", max_tokens=2, priority=priority)
-    assert {p.program_id for p in atlas.table.snapshot()} == before  # nothing left behind
+    assert {p.program_id for p in atlas.programs()} == before  # nothing left behind
 
 
 async def test_priority_needs_a_program_aware_policy(engines):

@@ -28,7 +28,7 @@ async def test_cancelled_calls_free_their_slots(atlas):
     assert all(isinstance(r, asyncio.CancelledError) for r in results)
     snap = prog.stats()
     assert snap.active_threads == () and snap.num_aborted == 4
-    await wait_for(lambda: atlas.replicas[0].llm.get_num_unfinished_requests() == 0)
+    await wait_for(lambda: atlas.replica(0).llm.get_num_unfinished_requests() == 0)
     # Were the requests still running in the engine core, this call would queue
     # behind ~900 steps of them; aborted, it is scheduled at once.
     out = await prog.generate("after", max_tokens=16, **GREEDY)
@@ -46,4 +46,4 @@ async def test_leaving_a_stream_early_aborts_the_call(atlas):
                 break
         await agen.aclose()
         assert prog.stats().active_threads == () and prog.stats().num_aborted == 1
-    await wait_for(lambda: atlas.replicas[0].llm.get_num_unfinished_requests() == 0)
+    await wait_for(lambda: atlas.replica(0).llm.get_num_unfinished_requests() == 0)

@@ -268,10 +268,10 @@ async def test_cancelling_a_graph_run_aborts_its_engine_requests(llm):
     with pytest.raises(asyncio.CancelledError):
         await task
     for _ in range(500):
-        if eng.replicas[0].llm.get_num_unfinished_requests() == 0:
+        if eng.replica(0).llm.get_num_unfinished_requests() == 0:
             break
         await asyncio.sleep(0.01)
-    assert eng.replicas[0].llm.get_num_unfinished_requests() == 0
+    assert eng.replica(0).llm.get_num_unfinished_requests() == 0
     assert "cancelled" not in {p.program_id for p in eng.programs()}
     assert handler().finished["cancelled"].error == "CancelledError"
 
@@ -286,10 +286,10 @@ async def test_timeout_is_a_clear_error_and_the_engine_keeps_serving(llm):
                                 ignore_eos=True)
     eng = engine_of(llm)
     for _ in range(500):
-        if eng.replicas[0].llm.get_num_unfinished_requests() == 0:
+        if eng.replica(0).llm.get_num_unfinished_requests() == 0:
             break
         await asyncio.sleep(0.01)
-    assert eng.replicas[0].llm.get_num_unfinished_requests() == 0
+    assert eng.replica(0).llm.get_num_unfinished_requests() == 0
     assert (await llm.ainvoke("Still there?")).content
 
 

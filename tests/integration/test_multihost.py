@@ -27,7 +27,7 @@ import pytest
 import pytest_asyncio
 
 from autellix_engine import AutellixEngine, EngineConfig, ReplicaError
-from autellix_engine.vllm_args import replica_command
+from autellix_engine.frontend.vllm_args import replica_command
 from tests.integration.conftest import TEST_ENGINE, wait_until
 
 # SmolLM2 (tiny's fast steps flood vLLM's API server on 2 cores: docs/deployment.md);
@@ -165,19 +165,19 @@ async def _program(eng: AutellixEngine, name: str, load: Load) -> None:
 async def _run_with_fault(eng: AutellixEngine, victim: int, fault) -> Load:
     """Run the load; apply ``fault`` once the victim has calls running and waiting."""
     load = Load(replicas=set())
-    retried, failed = eng.totals.retried_calls, eng.totals.failed_calls
+    retried, failed = eng.counters().retried_calls, eng.counters().failed_calls
     tasks = [asyncio.create_task(_program(eng, f"{fault.__name__}-{i}-{uuid.uuid4().hex[:4]}",
                                           load)) for i in range(PROGRAMS)]
-    await wait_until(lambda: eng.router.in_flight[victim] >= 3, 120,
+    await wait_until(lambda: eng.replicas()[victim].in_flight >= 3, 120,
                      "the victim has one call running and two waiting")
     fault()
     await asyncio.wait_for(asyncio.gather(*tasks), 600)  # every program completes
     assert load.completed + load.failed == PROGRAMS * CALLS
-    assert eng.totals.failed_calls - failed == load.failed, "every failed call is counted"
-    assert eng.totals.retried_calls - retried >= 1, "waiting calls moved to the other replica"
+    assert eng.counters().failed_calls - failed == load.failed, "every failed call is counted"
+    assert eng.counters().retried_calls - retried >= 1, "waiting calls moved to the other replica"
     assert all(not p.active_threads for p in eng.programs()), "no call left in the table"
     print(f"{fault.__name__}: {load.completed} completed, {load.failed} failed, "  # noqa: T201
-          f"{eng.totals.retried_calls - retried} retried, replicas used {load.replicas}")
+          f"{eng.counters().retried_calls - retried} retried, replicas used {load.replicas}")
     return load
 
 
@@ -192,17 +192,17 @@ async def test_cut_links_and_killed_replicas_lose_no_program(hosts):
             first.set_link(False)
 
         load = await _run_with_fault(eng, 0, cut_link)
-        assert not eng.router.healthy[0] and 1 in load.replicas
+        assert not eng.replicas()[0].healthy and 1 in load.replicas
 
         # Restored, it rejoins and takes calls.
         first.set_link(True)
-        await wait_until(lambda: eng.router.healthy[0], 60, "the first replica rejoined")
-        assert eng.rejoins >= 1
+        await wait_until(lambda: eng.replicas()[0].healthy, 60, "the first replica rejoined")
+        assert eng.counters().rejoins >= 1
         outs = await asyncio.gather(*(eng.generate(f"back {i}", max_tokens=4)
                                       for i in range(4)))
         assert 0 in {o.replica for o in outs}
 
         # The second replica is killed mid-run: connections reset, it leaves the pool.
         load = await _run_with_fault(eng, 1, second.kill)
-        await wait_until(lambda: not eng.router.healthy[1], 60, "the killed replica left")
+        await wait_until(lambda: not eng.replicas()[1].healthy, 60, "the killed replica left")
         assert 0 in load.replicas

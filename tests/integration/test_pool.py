@@ -27,15 +27,15 @@ async def test_short_calls_spread_and_long_calls_stay_with_their_program(pool):
     short = [pool.generate(f"q{i}", program_id=f"short-{i}", max_tokens=24, **GREEDY)
              for i in range(4)]
     await asyncio.gather(*short)
-    used = {r for i in range(4) for r in pool.table.get(f"short-{i}").replica_ids}
+    used = {r for i in range(4) for r in pool.program_stats(f"short-{i}").replica_ids}
     assert used == {0, 1}
     long_prompt = list(range(100, 100 + 2 * THRESHOLD))
     for _ in range(4):
         await pool.generate(long_prompt, program_id="long", max_tokens=4, **GREEDY)
         await asyncio.gather(*(pool.generate("busy", program_id=f"noise-{k}", max_tokens=8)
                                for k in range(2)))
-    snap = pool.table.get("long")
-    assert len(snap.replica_ids) == 1 and snap.num_calls == 4
+    snap = pool.program_stats("long")
+    assert len(snap.replica_ids) == 1 and snap.tally.calls == 4
 
 
 async def test_one_table_counts_a_programs_service_across_replicas(pool):
@@ -43,13 +43,13 @@ async def test_one_table_counts_a_programs_service_across_replicas(pool):
         outs = await asyncio.gather(*(prog.generate(f"part {i}", thread=f"t{i}", max_tokens=6,
                                                     **GREEDY) for i in range(4)))
         snap = prog.stats()
-    assert snap.replica_ids == (0, 1) and snap.num_calls == 4
+    assert snap.replica_ids == (0, 1) and snap.tally.calls == 4
     critical = max(o.stats.service for o in outs)  # ATLAS: parallel calls, max
     assert snap.service == pytest.approx(critical)
 
 
 async def test_killing_a_replica_lets_the_other_programs_finish(pool):
-    victim = pool.replicas[1]
+    victim = pool.replica(1)
     procs = victim.llm.engine_core.resources.engine_manager.processes
 
     async def program(k):
@@ -65,25 +65,25 @@ async def test_killing_a_replica_lets_the_other_programs_finish(pool):
     assert finished, "programs on the surviving replica finish"
     # Calls that had tokens from the dead replica fail; the others were retried.
     assert all(isinstance(e, ReplicaError) for e in failed), failed
-    assert pool.totals.failed_calls >= len(failed)
+    assert pool.counters().failed_calls >= len(failed)
     assert all(r.usage.completion_tokens == 120 for r in finished)
-    await wait_until(lambda: not pool.router.healthy[1], 60, "replica 1 left the pool")
-    assert not pool.table.snapshot() or all(
-        not p.active_threads for p in pool.table.snapshot()), "no leaked call"
+    await wait_until(lambda: not pool.replicas()[1].healthy, 60, "replica 1 left the pool")
+    assert not pool.programs() or all(
+        not p.active_threads for p in pool.programs()), "no leaked call"
     # New programs go to the survivor.
     after = await pool.generate("after", program_id="after", max_tokens=4, **GREEDY)
-    assert after.usage.completion_tokens == 4 and pool.table.get("after").replica_ids == (0,)
+    assert after.usage.completion_tokens == 4 and pool.program_stats("after").replica_ids == (0,)
 
 
 async def test_a_restarted_replica_rejoins_the_pool(pool):
     deadline = asyncio.get_running_loop().time() + 240
-    while not (pool.router.healthy[1] and pool.replicas[1].is_running):
+    while not (pool.replicas()[1].healthy and pool.replica(1).is_running):
         assert asyncio.get_running_loop().time() < deadline, "replica 1 did not rejoin"
         await asyncio.sleep(1)
-    assert pool.rejoins >= 1
+    assert pool.counters().rejoins >= 1
     await asyncio.gather(*(pool.generate(f"back {i}", program_id=f"back-{i}", max_tokens=16,
                                          **GREEDY) for i in range(4)))
-    assert {r for i in range(4) for r in pool.table.get(f"back-{i}").replica_ids} == {0, 1}
+    assert {r for i in range(4) for r in pool.program_stats(f"back-{i}").replica_ids} == {0, 1}
 
 
 async def test_the_server_serves_a_pool(pool):
@@ -130,9 +130,9 @@ async def test_the_server_serves_a_pool(pool):
         assert len(out["messages"]) == 3
 
         def snapshot(pid):  # the graph's program ends with the run
-            return pool.table.get(pid) or pool.table.ended_snapshot(pid)
+            return pool.program_stats(pid) or pool.program_stats(pid)
 
-        assert snapshot("anon/graph").num_calls == 2  # one program, both nodes' calls
+        assert snapshot("anon/graph").tally.calls == 2  # one program, both nodes' calls
         for pid in ("anon/srv", "anon/oa", "anon/lc", "anon/graph"):
             assert set(snapshot(pid).replica_ids) <= {0, 1}
     finally:

@@ -1,7 +1,8 @@
 """A remote replica: stock ``vllm serve`` with our scheduler, mixed with an embedded one.
 
-The server is vLLM's own OpenAI server (``autellix_engine.vllm_args.replica_command``), so these
-tests show that program metadata reaches our scheduler through ``vllm_xargs`` alone.
+The server is vLLM's own OpenAI server
+(``autellix_engine.frontend.vllm_args.replica_command``), so these tests show that
+program metadata reaches our scheduler through ``vllm_xargs`` alone.
 """
 
 import asyncio
@@ -17,7 +18,7 @@ import pytest
 import pytest_asyncio
 
 from autellix_engine import AutellixEngine, EngineConfig, InvalidRequestError
-from autellix_engine.vllm_args import replica_command
+from autellix_engine.frontend.vllm_args import replica_command
 from tests.integration.conftest import TEST_ENGINE, wait_until
 
 GREEDY = dict(temperature=0.0, ignore_eos=True)
@@ -96,7 +97,7 @@ async def test_program_metadata_reaches_the_remote_scheduler(remote_server):
         overtaken_by = [n for n in order[: order.index("short")] if n in running_at_submit]
         assert overtaken_by == []
         assert all(r.usage.completion_tokens == LONG for r in results)
-        snap = remote.table.ended_snapshot(long_prog.id)
+        snap = remote.program_stats(long_prog.id)
         assert snap.service >= LONG  # ATLAS: the longest thread
         # The remote scheduler's own record of each call came back with its stream.
         assert short.stats.start_level == 0 and short.stats.execution_s > 0
@@ -104,7 +105,7 @@ async def test_program_metadata_reaches_the_remote_scheduler(remote_server):
                    for r in results)
         assert sum(r.stats.demotions for r in results) >= 1  # long calls used their quanta
         assert sum(r.stats.preemptions for r in results) >= 1, "the short call preempted one"
-        assert snap.queue_wait_s > 0 and snap.preemptions >= 1
+        assert snap.tally.queue_wait_s > 0 and snap.tally.preemptions >= 1
 
 
 async def test_a_bad_request_fails_alone_and_the_replica_stays(remote_server):
@@ -113,7 +114,8 @@ async def test_a_bad_request_fails_alone_and_the_replica_stays(remote_server):
     async with AutellixEngine(replace(CONFIG, remote_urls=(url,))) as remote:
         with pytest.raises(InvalidRequestError, match="vocab|logit"):
             await remote.generate("hi", max_tokens=2, logit_bias={10**7: 1.0})
-        assert remote.router.healthy == [True] and remote.totals.retried_calls == 0
+        assert [r.healthy for r in remote.replicas()] == [True]
+        assert remote.counters().retried_calls == 0
         out = await remote.generate("hi", max_tokens=2, logprobs=1, **GREEDY)
         assert out.usage.completion_tokens == 2
         # Logprobs come back from vLLM's server with token ids, as from an embedded engine.
@@ -128,11 +130,11 @@ async def test_mixed_pool_spreads_calls_and_survives_the_remote_dying(remote_ser
     async with pool:
         outs = await asyncio.gather(*(pool.generate(f"q{i}", program_id=f"p{i}",
                                                     max_tokens=16, **GREEDY) for i in range(4)))
-        used = {r for i in range(4) for r in pool.table.get(f"p{i}").replica_ids}
+        used = {r for i in range(4) for r in pool.program_stats(f"p{i}").replica_ids}
         assert used == {0, 1}
         assert all(o.usage.completion_tokens == 16 for o in outs)
-        remote_calls = [i for i in range(4) if pool.table.get(f"p{i}").replica_ids == (1,)]
-        assert all(pool.table.get(f"p{i}").service > 0 for i in remote_calls)
+        remote_calls = [i for i in range(4) if pool.program_stats(f"p{i}").replica_ids == (1,)]
+        assert all(pool.program_stats(f"p{i}").service > 0 for i in remote_calls)
 
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
@@ -140,8 +142,8 @@ async def test_mixed_pool_spreads_calls_and_survives_the_remote_dying(remote_ser
                                                        max_tokens=8, **GREEDY)
                                          for i in range(4)))
         assert all(r.usage.completion_tokens == 8 for r in results)  # retried on replica 0
-        await wait_until(lambda: not pool.router.healthy[1], 30, "the dead replica left")
+        await wait_until(lambda: not pool.replicas()[1].healthy, 30, "the dead replica left")
         later = await asyncio.gather(*(pool.generate(f"later {i}", program_id=f"b{i}",
                                                      max_tokens=4, **GREEDY) for i in range(4)))
         assert all(r.usage.completion_tokens == 4 for r in later)
-        assert all(pool.table.get(f"b{i}").replica_ids == (0,) for i in range(4))
+        assert all(pool.program_stats(f"b{i}").replica_ids == (0,) for i in range(4))

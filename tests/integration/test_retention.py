@@ -33,15 +33,16 @@ def _long_prompt(eng, tokens: int) -> list[int]:
 
 async def _fresh(eng, prompt):
     """The prompt run on an empty prefix cache (vLLM's reset; retention lets go first)."""
-    assert await eng.replicas[0].llm.reset_prefix_cache()
+    assert await eng.replica(0).llm.reset_prefix_cache()
     result = await eng.generate(prompt, max_tokens=24, **GREEDY)
     assert result.usage.cached_tokens == 0
     return result
 
 
 async def _probe(eng):
-    """A one-off call: its statistics report the engine-wide retention gauges."""
-    return (await eng.generate("ok", max_tokens=1)).stats
+    """A one-off call, then the engine's gauges (each finished call reports them)."""
+    await eng.generate("ok", max_tokens=1)
+    return eng.replicas()[0].gauges
 
 
 async def _two_calls(eng, pid: str, between=None):
@@ -61,12 +62,13 @@ async def test_memory_pressure_moves_retained_kv_to_host_and_the_next_call_reloa
     async def long_one_off():
         # Needs more blocks than are free while the program's history is pinned.
         pressure["r"] = await engine.generate(_long_prompt(engine, 930), max_tokens=8, **GREEDY)
+        pressure["retained"] = engine.replicas()[0].gauges.retained_device_blocks  # as it ended
 
     async with engine.program() as prog:
         second, r2 = await _two_calls(engine, prog.id, long_one_off)
     # Retention yielded at once: the long call was neither refused nor preempted.
     assert pressure["r"].stats.preemptions == 0
-    assert pressure["r"].stats.retained_device_blocks == 0
+    assert pressure["retained"] == 0
     reloaded = r2.stats.swap.retained_reload_tokens
     assert reloaded >= 128, "the history must come back from the host pool"
     assert r2.stats.retained_tokens >= reloaded
@@ -117,6 +119,6 @@ async def test_without_pressure_the_next_call_hits_its_pinned_blocks():
         assert r2.stats.swap.retained_reload_tokens == 0
         # Only the last, partly filled block of the history is computed again.
         assert r2.stats.reprefilled_tokens < 128
-        assert program.retained_tokens == r2.stats.retained_tokens
-        assert 0 < program.prefix_hit_rate < 1
+        assert program.tally.retained_tokens == r2.stats.retained_tokens
+        assert 0 < program.tally.prefix_hit_rate < 1
         assert (await _fresh(eng, second)).token_ids == r2.token_ids

@@ -149,10 +149,10 @@ async def test_a_disconnecting_streaming_client_has_its_request_aborted(server, 
                 if seen >= 3:
                     break
     for _ in range(500):
-        if atlas.replicas[0].llm.get_num_unfinished_requests() == 0:
+        if atlas.replica(0).llm.get_num_unfinished_requests() == 0:
             break
         await asyncio.sleep(0.01)
-    assert atlas.replicas[0].llm.get_num_unfinished_requests() == 0
+    assert atlas.replica(0).llm.get_num_unfinished_requests() == 0
 
 
 async def test_autellix_chat_model_against_the_server(server):
@@ -232,10 +232,10 @@ async def test_session_identities_name_the_program(server, atlas, how):
     for _ in range(2):
         await client.completions.create(model="tiny", prompt="hi", max_tokens=3, **GREEDY,
                                         **kwargs)
-    snap = atlas.table.get(f"anon/{sid}")  # no API keys: the "anon" scope
-    assert snap.num_calls == 2 and snap.tokens_generated == 6
+    snap = atlas.program_stats(f"anon/{sid}")  # no API keys: the "anon" scope
+    assert snap.tally.calls == 2 and snap.tally.completion_tokens == 6
     if how == "ours-first":
-        assert atlas.table.get("anon/other") is None
+        assert atlas.program_stats("anon/other") is None
 
 
 async def test_priority_from_the_body_or_vllms_header(server):

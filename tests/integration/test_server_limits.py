@@ -58,7 +58,7 @@ async def test_bad_requests_get_a_4xx_and_create_no_program(atlas, change, statu
         r = await http.post("/v1/chat/completions", json=body)
         assert r.status_code == status, r.text
         assert r.json()["error"]["message"]
-        assert "anon/fresh-program" not in atlas.table
+        assert not atlas.is_program_running("anon/fresh-program")
 
 
 async def test_only_json_bodies_are_accepted(atlas):
@@ -175,8 +175,8 @@ async def test_n_choices_run_as_parallel_threads_of_one_program(atlas):
         ChatCompletion.model_validate(body, strict=True)
         assert [c["index"] for c in body["choices"]] == [0, 1, 2]
         assert body["usage"]["completion_tokens"] == 6
-        snap = atlas.table.get("anon/three")
-        assert snap.num_calls == 3 and not snap.active_threads
+        snap = atlas.program_stats("anon/three")
+        assert snap.tally.calls == 3 and not snap.active_threads
         await http.delete("/v1/programs/three")
         r = await http.post("/v1/completions", json={"prompt": "hi", "max_tokens": 2, "n": 2,
                                                      "stream": True,

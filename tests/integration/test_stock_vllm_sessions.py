@@ -75,3 +75,13 @@ async def test_a_clients_priority_reaches_our_scheduler_without_more_flags(stock
             assert out.usage.completion_tokens == 4
     finally:
         await client.close()
+
+
+def test_the_chatopenai_example_runs_against_this_server(stock_server):
+    """``examples/chatopenai_vllm_serve.py``: ``ChatOpenAI`` with the thread's program
+    as vLLM's session id, on this stock ``vllm serve``."""
+    from tests.integration.test_examples import run_example
+
+    out = run_example("chatopenai_vllm_serve.py", AUTELLIX_BASE_URL=stock_server,
+                      AUTELLIX_MODEL=MODEL)
+    assert out.count("bot: ") == 2, out

@@ -29,8 +29,8 @@ async def swap_engine():
 
 async def _pool_used(eng) -> int:
     """Host pool blocks in use, as reported by the next call to finish."""
-    probe = await eng.generate("ok", max_tokens=1)
-    return probe.stats.host_pool_used_blocks
+    await eng.generate("ok", max_tokens=1)
+    return eng.replicas()[0].gauges.host_pool_used_blocks
 
 
 async def _preempting_run(eng, animals, cancel=None):

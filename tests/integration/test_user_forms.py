@@ -1,7 +1,7 @@
 """The forms a new user runs us in, each in a fresh Python process with no
 ``if __name__ == "__main__":`` guard: a script, ``python -m``, ``python -c``, the REPL
 and a Jupyter notebook. vLLM spawns its engine core; the child must not re-run the
-user's module (``autellix_engine.main_guard``)."""
+user's module (``autellix_engine.frontend.main_guard``)."""
 
 import os
 import subprocess
@@ -48,6 +48,29 @@ def test_a_plain_script(tmp_path):
     (tmp_path / "script.py").write_text("\n".join(CHAT_MODEL_LINES) + "\n")
     out = _run([sys.executable, "script.py"], tmp_path)
     assert out.count("ANSWER:") == 1  # the child did not run the script again
+
+
+def test_a_plain_scripts_stdout_is_its_own_and_a_bad_argument_wedges_nothing(tmp_path):
+    """A new user's environment (no logging variables): vLLM's logs stay off stdout,
+    the engine says one line on stderr, and a wrongly typed argument is refused
+    without hurting the next call; the interpreter exits cleanly."""
+    lines = CHAT_MODEL_LINES[:2] + [
+        "try:",
+        "    llm.invoke('Hi', seed='123')",
+        "except ValueError as e:",
+        "    print('REFUSED', 'seed' in str(e))",
+        "print('ALIVE', llm.invoke('Hi again').content is not None)",
+    ]
+    (tmp_path / "app.py").write_text("\n".join(lines) + "\n")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("VLLM_", "TRANSFORMERS_VERBOSITY"))}
+    done = subprocess.run([sys.executable, "app.py"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=TIMEOUT_S, env={**env, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines() == ["REFUSED True", "ALIVE True"], done.stdout[-3000:]
+    assert "autellix: engine started (tiny, atlas) in" in done.stderr
+    for noise in ("Traceback", "force killing", " INFO "):
+        assert noise not in done.stderr, done.stderr[-3000:]
 
 
 def test_a_module_run_with_dash_m_using_the_engine_api(tmp_path):

@@ -1,7 +1,7 @@
 import pytest
 
 from autellix_engine import EngineConfig
-from autellix_engine.models import ModelError, resolve_model
+from autellix_engine.frontend.models import ModelError, resolve_model
 
 
 def test_unknown_policy_is_a_clear_error():

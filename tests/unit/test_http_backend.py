@@ -21,8 +21,8 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from autellix_engine import AutellixEngine, EngineConfig, InvalidRequestError, ReplicaError
-from autellix_engine.policy.calls import CallStats
-from autellix_engine.policy.wire import STATS_KEY
+from autellix_engine.core.stats import CallStats
+from autellix_engine.core.wire import STATS_KEY
 
 STATS = CallStats(service=12.5, queue_wait_s=0.25, execution_s=0.5, decode_tokens=2,
                   preemptions=1, start_level=1, level=2, demotions=1)
@@ -133,8 +133,8 @@ async def test_a_streamed_call_brings_back_the_remote_schedulers_record(front):
     out = await eng.generate([1, 2, 3], program_id="p", max_tokens=2, temperature=0.0)
     assert out.text == "ab" and out.token_ids == (10, 11) and out.finish_reason == "length"
     assert out.stats == STATS
-    snap = eng.table.get("p")
-    assert (snap.service, snap.preemptions, snap.queue_wait_s) == (12.5, 1, 0.25)
+    snap = eng.program_stats("p")
+    assert (snap.service, snap.tally.preemptions, snap.tally.queue_wait_s) == (12.5, 1, 0.25)
     body = fake.bodies[-1]
     assert body["prompt"] == [1, 2, 3] and body["max_tokens"] == 2
     assert body["temperature"] == 0.0 and body["return_token_ids"] is True
@@ -158,7 +158,7 @@ async def test_a_4xx_is_the_requests_fault_not_retried_and_the_replica_stays(fro
     with pytest.raises(InvalidRequestError, match="bad"):
         await eng.generate([1, 2, 3], program_id="bad", max_tokens=2)
     assert len(fake.bodies) == sent + 1, "not retried"
-    assert eng.router.healthy == [True] and eng.totals.retried_calls == 0
+    assert [r.healthy for r in eng.replicas()] == [True] and eng.counters().retried_calls == 0
     assert _no_active_calls(eng)
     assert (await eng.generate([1, 2, 3], max_tokens=2)).text == "ab"
 
@@ -167,10 +167,10 @@ async def test_a_5xx_before_any_token_is_retried_with_backoff(front):
     fake, eng = front
     fake.script[:] = ["503", "503"]
     out = await eng.generate([1, 2, 3], program_id="retry", max_tokens=2)
-    assert out.text == "ab" and eng.totals.retried_calls == 2
+    assert out.text == "ab" and eng.counters().retried_calls == 2
     ids = [b["vllm_xargs"]["program_id"] for b in fake.bodies[-3:]]
     assert ids == ["retry"] * 3
-    assert eng.table.get("retry").num_calls == 1 and _no_active_calls(eng)
+    assert eng.program_stats("retry").tally.calls == 1 and _no_active_calls(eng)
 
 
 async def test_a_5xx_on_every_try_fails_the_call_cleanly(front):
@@ -178,7 +178,7 @@ async def test_a_5xx_on_every_try_fails_the_call_cleanly(front):
     fake.script[:] = ["503"] * 3
     with pytest.raises(ReplicaError, match="503|overloaded"):
         await eng.generate([1, 2, 3], program_id="down", max_tokens=2)
-    assert _no_active_calls(eng) and eng.table.get("down").num_aborted == 1
+    assert _no_active_calls(eng) and eng.program_stats("down").num_aborted == 1
 
 
 @pytest.mark.parametrize("step", ["drop", "error-event-500"])
@@ -190,7 +190,7 @@ async def test_a_fault_after_the_first_token_fails_the_call_and_is_counted(front
         async for chunk in eng.stream([1, 2, 3], program_id="mid", max_tokens=2):
             chunks.append(chunk.text)
     assert chunks == ["a"], "the token before the fault reached the caller, once"
-    assert eng.totals.failed_calls == 1 and eng.totals.retried_calls == 0
+    assert eng.counters().failed_calls == 1 and eng.counters().retried_calls == 0
     assert _no_active_calls(eng)
 
 
@@ -205,12 +205,12 @@ async def test_a_replica_that_fails_its_health_check_ends_its_silent_calls(front
     fake.healthy = False
     with pytest.raises(ReplicaError, match="left the pool"):
         await asyncio.wait_for(call, 30)
-    assert eng.router.healthy == [False] and not eng.is_running
+    assert [r.healthy for r in eng.replicas()] == [False] and not eng.is_running
     fake.release.set()
     fake.healthy = True
-    while not eng.router.healthy[0]:  # rejoins when healthy again
+    while not eng.replicas()[0].healthy:  # rejoins when healthy again
         await asyncio.sleep(0.05)
-    assert eng.rejoins == 1 and _no_active_calls(eng)
+    assert eng.counters().rejoins == 1 and _no_active_calls(eng)
     assert (await eng.generate([1, 2, 3], max_tokens=2)).text == "ab"
 
 

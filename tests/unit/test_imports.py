@@ -1,11 +1,12 @@
 import ast
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
+import pytest
+
 import autellix_engine
-import autellix_engine.policy
+import autellix_engine.core
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,28 +23,14 @@ def test_public_api_is_pinned():
         assert getattr(autellix_engine, name) is not None
 
 
-def test_policy_package_and_simulator_never_import_vllm_or_torch():
+def test_core_and_simulator_never_import_vllm_or_torch():
     code = (
-        "import sys, autellix_engine.policy, autellix_workloads.sim, autellix_engine.config, "
-        "autellix_engine.models; "
+        "import sys, autellix_engine.core, autellix_workloads.sim, "
+        "autellix_engine.frontend.config, autellix_engine.frontend.models; "
         "bad = [m for m in ('vllm', 'torch') if m in sys.modules]; "
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
-
-
-def test_every_package_folder_is_installed_under_its_import_name():
-    """pyproject lists packages by hand (engine/ installs as autellix_engine): a new
-    sub-package that is not listed would be missing from a wheel."""
-    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    folder_of = {name: folder for name, folder in tool["package-dir"].items()}
-    folder_of.setdefault("autellix_lg", "autellix_lg")
-    found = set()
-    for name, folder in folder_of.items():
-        for init in (ROOT / folder).rglob("__init__.py"):
-            rel = init.parent.relative_to(ROOT / folder).parts
-            found.add(".".join((name, *rel)))
-    assert found == set(tool["packages"])
 
 
 def test_a_user_project_with_its_own_engine_and_workloads_modules(tmp_path):
@@ -91,4 +78,51 @@ def test_packages_import_each_other_in_one_direction_only():
         for path in sorted((ROOT / folder).rglob("*.py")):
             bad = _imported_packages(path) - ALLOWED_IMPORTS[package] - {package}
             wrong += [f"{path.relative_to(ROOT)} imports {b}" for b in sorted(bad)]
+    assert not wrong, wrong
+
+
+#: Layers inside autellix_engine (folders) and the layers each may import. The
+#: package's ``__init__``, ``cli`` (it launches servers and replicas) and ``testing``
+#: (scheduler test harness) sit on top and may import any layer.
+LAYERS = {
+    "core": {"core"},  # pure: no vLLM, no torch
+    "extension": {"core", "extension"},  # runs inside vLLM's processes
+    "frontend": {"core", "extension", "frontend"},  # the user's process
+    "server": {"core", "frontend", "server"},
+}
+
+
+def _imported_modules(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("layer", sorted(LAYERS))
+def test_each_engine_layer_imports_only_the_layers_below_it(layer):
+    wrong = []
+    for path in sorted((ROOT / "engine" / layer).rglob("*.py")):
+        for module in _imported_modules(path):
+            parts = module.split(".")
+            if parts[0] == "autellix_engine" and (len(parts) < 2 or parts[1] not in LAYERS[layer]):
+                wrong.append(f"{path.relative_to(ROOT)} imports {module}")
+    assert not wrong, wrong
+
+
+def test_engine_has_only_its_layers_and_the_tools_on_top():
+    modules = {p.name for p in (ROOT / "engine").iterdir()
+               if p.suffix == ".py" or (p.is_dir() and p.name != "__pycache__")}
+    assert modules == set(LAYERS) | {"__init__.py", "cli.py", "testing.py"}
+
+
+def test_the_simulator_runs_on_the_core_alone():
+    wrong = [f"{path.relative_to(ROOT)} imports {module}"
+             for path in sorted((ROOT / "workloads" / "sim").rglob("*.py"))
+             for module in _imported_modules(path)
+             if module.startswith("autellix_") and not module.startswith(
+                 ("autellix_engine.core", "autellix_workloads"))]
     assert not wrong, wrong

@@ -1,6 +1,6 @@
 import pytest
 
-from autellix_engine.policy import CallState, PolicyConfig, create_policy
+from autellix_engine.core import CallState, PolicyConfig, create_policy
 
 
 def make_call(seq=0, start_service=0.0, program_wait=0.0, arrival=0.0):

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from autellix_engine.policy import PolicyConfig, PolicyKind, ServiceUnit, parse_policy
+from autellix_engine.core import PolicyConfig, PolicyKind, ServiceUnit, parse_policy
 
 
 def test_default_boundaries_are_geometric_from_64_tokens():

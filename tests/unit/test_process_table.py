@@ -2,14 +2,14 @@ import threading
 
 import pytest
 
-from autellix_engine.policy import (
+from autellix_engine.core import (
     CallState,
     ProcessTable,
     ProgramEndedError,
     UnknownProgramError,
     create_policy,
 )
-from autellix_engine.policy.calls import CallStats
+from autellix_engine.core.stats import CallStats
 
 
 class FakeClock:
@@ -27,14 +27,15 @@ def test_start_call_complete_and_end():
     assert ticket.program_service == 0.0
     assert table.get(pid).active_threads == ("main",)
     stats = CallStats(service=40, wait=3, preemptions=1)
-    table.complete_call(pid, ticket.call_id, stats, tokens=32)
+    table.complete_call(pid, ticket.call_id, stats, completion_tokens=32)
     snap = table.get(pid)
-    assert (snap.service, snap.wait, snap.num_calls, snap.tokens_generated) == (40, 3, 1, 32)
-    assert snap.preemptions == 1 and snap.active_threads == ()
+    t = snap.tally
+    assert (snap.service, snap.wait, t.calls, t.completion_tokens) == (40, 3, 1, 32)
+    assert snap.tally.preemptions == 1 and snap.active_threads == ()
     ticket2 = table.begin_call(pid, "main")
     assert (ticket2.program_service, ticket2.program_wait) == (40, 3)
     final = table.end_program(pid)
-    assert final.num_calls == 1 and pid not in table
+    assert final.tally.calls == 1 and pid not in table
 
 
 def test_unknown_program_is_created_implicitly_by_a_call():
@@ -124,7 +125,8 @@ def test_concurrent_calls_from_many_threads_are_all_accounted():
     def worker(k):
         for _ in range(n_calls):
             t = table.begin_call(pid, f"w{k}")
-            table.complete_call(pid, t.call_id, CallStats(service=1.0, wait=0.5), tokens=2)
+            table.complete_call(pid, t.call_id, CallStats(service=1.0, wait=0.5),
+                                completion_tokens=2)
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(n_threads)]
     for t in threads:
@@ -132,9 +134,9 @@ def test_concurrent_calls_from_many_threads_are_all_accounted():
     for t in threads:
         t.join()
     snap = table.get(pid)
-    assert snap.num_calls == n_threads * n_calls
+    assert snap.tally.calls == n_threads * n_calls
     assert snap.service == n_threads * n_calls
-    assert snap.tokens_generated == 2 * n_threads * n_calls
+    assert snap.tally.completion_tokens == 2 * n_threads * n_calls
     assert snap.active_threads == ()
 
 
@@ -150,3 +152,18 @@ def test_update_rule_receives_the_call_start_service():
     t = table.begin_call(pid, "main")
     table.complete_call(pid, t.call_id, CallStats(service=7, wait=0))
     assert seen == [(0.0, 0.0, 7)]
+
+
+def test_the_table_is_bounded_least_recently_active_idle_programs_go_first():
+    clock = FakeClock()
+    table = ProcessTable(ttl_s=1e9, max_programs=3, clock=clock)
+    ids = []
+    for i in range(5):
+        clock.now = float(i)
+        ids.append(table.start_program(f"p{i}"))
+    busy = table.begin_call("p0", "main")  # the oldest, but with a call in flight
+    clock.now = 10.0
+    assert table.collect_stale() == ["p1", "p2"]
+    assert {p.program_id for p in table.snapshot()} == {"p0", "p3", "p4"}
+    table.complete_call("p0", busy.call_id, CallStats())
+    assert table.ended_snapshot("p1") is not None and table.collect_stale() == []

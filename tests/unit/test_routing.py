@@ -1,6 +1,6 @@
 import pytest
 
-from autellix_engine.policy.routing import (
+from autellix_engine.core.routing import (
     LOCALITY_THRESHOLD,
     NoHealthyReplicaError,
     RouteInfo,

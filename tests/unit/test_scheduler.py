@@ -8,10 +8,10 @@ import random
 
 import pytest
 
-from autellix_engine.policy import PolicyConfig
-from autellix_engine.policy.calls import CallStats
-from autellix_engine.policy.wire import STATS_KEY
-from autellix_engine.scheduler_harness import (
+from autellix_engine.core import PolicyConfig
+from autellix_engine.core.stats import CallStats
+from autellix_engine.core.wire import STATS_KEY
+from autellix_engine.testing import (
     HarnessConfig,
     create_scheduler,
     fake_step,
@@ -151,7 +151,7 @@ def test_blast_random_programs_all_finish_complete(policy, num_blocks):
         done.update(run_until_done(s, on_step=check))
     assert {r: n for r, (_, _, n) in done.items()} == expected
     assert all(stats is not None for _, stats, _ in done.values())
-    assert s._calls == {} and s.kv_cache_manager.block_pool.get_num_free_blocks() > 0
+    assert len(s._book) == 0 and s.kv_cache_manager.block_pool.get_num_free_blocks() > 0
 
 
 def _preemption_steps(interval):
@@ -249,13 +249,13 @@ def test_a_vllm_session_id_makes_calls_one_program():
     s = create_scheduler(HarnessConfig(policy="atlas", max_num_seqs=1))
     s.add_request(make_request("a1", 16, 200, session_id="sess-a", first_token=1))
     run_until_done(s)
-    assert s._local_table.get("sess-a").service >= 200
+    assert s._local.get("sess-a").service >= 200
     s.add_request(make_request("busy", 16, 30, session_id="sess-c", first_token=600))
     fake_step(s)
     s.add_request(make_request("a2", 16, 8, session_id="sess-a", first_token=200))
     s.add_request(make_request("b1", 16, 8, session_id="sess-b", first_token=400))
     assert _queue_order(s) == ["b1", "a2"]  # the fresh session goes first
-    assert s._calls["a2"].start_service >= 200 and s._calls["b1"].start_service == 0
+    assert s._book.get("a2").start_service >= 200 and s._book.get("b1").start_service == 0
     done = run_until_done(s)
     assert done["b1"][0] < done["a2"][0]
 
@@ -273,7 +273,7 @@ def test_the_clients_priority_is_a_strict_outer_key():
     s.add_request(make_request("low", 16, 8, program_id="low", program_service=0.0,
                                priority=1, first_token=600))
     assert _queue_order(s) == ["vip", "fresh", "low"]
-    assert s._calls["vip"].level > s._calls["fresh"].level  # the level still counts inside
+    assert s._book.get("vip").level > s._book.get("fresh").level  # the level still counts inside
     done = run_until_done(s)
     assert done["vip"][0] < done["fresh"][0] < done["low"][0]
 
@@ -289,3 +289,19 @@ def test_within_a_queue_the_older_program_goes_first():
     s.add_request(make_request("old-program", 16, 8, program_id="old", program_service=10.0,
                                program_arrival=1_000.0, first_token=500))
     assert _queue_order(s) == ["old-program", "new-program"]
+
+
+@pytest.mark.parametrize("ended", [True, False])
+def test_an_ended_programs_history_is_not_a_later_program_of_the_same_id(ended):
+    """A program id used again after its end (a LangGraph turn, a benchmark's next
+    rate) starts without history: what its first call computes is not counted as
+    re-prefilled. Without the end notice the same call counts the old history."""
+    s = create_scheduler(HarnessConfig(policy="atlas", max_num_seqs=4, num_blocks=1000))
+    s.add_request(make_request("a1", 64, 4, program_id="p", program_service=0.0))
+    run_until_done(s)
+    s.add_request(make_request("b1", 16, 2, program_id="q", program_service=0.0,
+                               first_token=500, ended_programs=("p",) if ended else ()))
+    s.add_request(make_request("a2", 64, 4, program_id="p", program_service=0.0,
+                               first_token=700))
+    again = run_until_done(s)["a2"][1].reprefilled_tokens
+    assert (again == 0) if ended else (again > 0)

@@ -78,7 +78,7 @@ def test_tool_outputs_become_openai_tool_calls():
 
 
 def test_parallel_tool_calls_allow_a_list_of_calls():
-    from autellix_engine import tool_envelope
+    from autellix_engine.frontend import tool_envelope
 
     schema = tool_envelope.tool_output_schema([WEATHER], allow_text=False, parallel=True)
     assert {"type": "array"}.items() <= schema["anyOf"][-1].items()
@@ -95,3 +95,26 @@ def test_parallel_tool_calls_allow_a_list_of_calls():
         protocol.parse_request({"messages": USER, "tools": [WEATHER],
                                 "parallel_tool_calls": "yes"}, chat=True, model="tiny",
                                max_tokens_limit=4096)
+
+
+def test_numbers_go_on_in_the_type_vllm_validated_them_to():
+    """``vllm serve`` reads ``"seed": "123"`` as 123; the raw string must not travel
+    on (it killed the engine core's input thread: every later call hung)."""
+    req = parse(seed="123", temperature="0.5", top_k="4", max_tokens="3")
+    assert req.params["seed"] == 123 and type(req.params["seed"]) is int
+    assert req.params["temperature"] == 0.5 and req.params["top_k"] == 4
+    assert req.params["max_tokens"] == 3
+    from autellix_engine.frontend.sampling import Sampling
+
+    Sampling.from_params(**req.params)  # strict: it would refuse a string
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"seed": "twelve"}, "seed"), ({"seed": 1.5}, "seed"), ({"temperature": True}, "temperature"),
+    ({"ignore_eos": 1}, "ignore_eos"), ({"ignore_eos": "true"}, "ignore_eos"),
+    ({"max_tokens": True}, "max_tokens"), ({"top_k": [1]}, "top_k"),
+])
+def test_values_of_the_wrong_type_are_400s(body, param):
+    with pytest.raises(RequestError) as info:
+        parse(**body)
+    assert info.value.status == 400 and info.value.param == param

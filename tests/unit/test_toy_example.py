@@ -9,7 +9,7 @@ is checked by hand below), MLFQ 15 and PLAS 13: the ordering the paper shows.
 
 import pytest
 
-from autellix_engine.policy import PolicyConfig, create_policy
+from autellix_engine.core import PolicyConfig, create_policy
 from autellix_workloads.sim import StepProgram, simulate_steps
 
 TOY_CONFIG = PolicyConfig(num_queues=4, first_boundary=2, beta=100.0)

@@ -11,9 +11,9 @@ from vllm.utils.argparse_utils import FlexibleArgumentParser
 from autellix_engine import EngineConfig
 from autellix_engine import cli as engine_cli
 from autellix_engine.cli import _engine_config
-from autellix_engine.config import CPU_DEFAULTS
-from autellix_engine.models import resolve_model
-from autellix_engine.vllm_args import (
+from autellix_engine.frontend.config import CPU_DEFAULTS
+from autellix_engine.frontend.models import resolve_model
+from autellix_engine.frontend.vllm_args import (
     engine_args,
     engine_kwargs,
     parse_vllm_flags,

@@ -5,8 +5,8 @@ from importlib.metadata import entry_points
 from vllm.distributed.kv_transfer.kv_connector.factory import KVConnectorFactory
 
 import autellix_engine
-from autellix_engine.swap.connector import AutellixSwapConnector
-from autellix_engine.vllm_plugin import register
+from autellix_engine.extension.plugin import register
+from autellix_engine.extension.swap_connector import AutellixSwapConnector
 
 
 def test_the_plugin_entry_point_is_installed():
@@ -22,7 +22,7 @@ def test_register_names_the_swap_connector_and_is_idempotent():
 
 
 def test_the_scheduler_classes_have_short_stable_paths():
-    from autellix_engine.scheduler import AutellixAsyncScheduler, AutellixScheduler
+    from autellix_engine.extension.scheduler import AutellixAsyncScheduler, AutellixScheduler
 
     assert autellix_engine.AutellixScheduler is AutellixScheduler
     assert autellix_engine.AutellixAsyncScheduler is AutellixAsyncScheduler

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autellix_engine.policy import CallState, PolicyConfig, create_policy
-from autellix_engine.policy.waits import WaitLedger
+from autellix_engine.core import CallState, PolicyConfig, create_policy
+from autellix_engine.core.waits import WaitLedger
 
 CFG = PolicyConfig(num_queues=4, first_boundary=10, beta=2.0)
 

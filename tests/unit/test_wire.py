@@ -1,5 +1,5 @@
-from autellix_engine.policy.calls import CallStats, SwapStats
-from autellix_engine.policy.wire import ProgramTag
+from autellix_engine.core.stats import CallStats, SwapStats
+from autellix_engine.core.wire import ProgramTag
 
 
 def test_tag_round_trips_through_extra_args():

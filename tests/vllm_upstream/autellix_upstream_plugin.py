@@ -21,7 +21,7 @@ def pytest_configure(config) -> None:  # noqa: ARG001 - pytest hook signature
     import vllm.v1.core.sched.async_scheduler as async_module
     import vllm.v1.core.sched.scheduler as sync_module
 
-    from autellix_engine.scheduler import AutellixAsyncScheduler, AutellixScheduler
+    from autellix_engine.extension.scheduler import AutellixAsyncScheduler, AutellixScheduler
 
     sync_module.Scheduler = AutellixScheduler
     async_module.AsyncScheduler = AutellixAsyncScheduler

@@ -14,7 +14,7 @@ stages) on a model of the physics that make a GPU engine queue
   whole prompt.
 * **Chunked prefill.** Each step has a token budget (``max_num_batched_tokens``): one
   token per decoding call first, the rest in chunks to calls still computing prompts.
-* **KV retention** (``kv_retention``, ``autellix_engine.retention``): a live
+* **KV retention** (``kv_retention``, ``autellix_engine.extension.retention_pins``): a live
   program's prefix is held out of the LRU order between its calls and given up, worst
   priority first, only when an allocation finds nothing else to evict; in swap mode
   it is then copied to the host pool and its next call reloads it; an ended program's
@@ -22,7 +22,7 @@ stages) on a model of the physics that make a GPU engine queue
 * **Preemption** by recomputation (blocks freed but cached; the resumed call recomputes
   what was evicted) or by swapping to a host pool at PCIe bandwidth (``preemption``);
   a preemptive policy evicts a running call for a better waiting one, as
-  ``autellix_engine.scheduler`` does.
+  ``autellix_engine.extension.scheduler`` does.
 * **Step time** from the profile: GEMMs by batch tokens, decode attention by total
   context, prefill attention, LM head, per-step CPU work, swap copies.
 
@@ -43,14 +43,17 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from autellix_engine.policy.calls import CallState
-from autellix_engine.policy.config import PolicyConfig, ServiceUnit
-from autellix_engine.policy.policies import Policy, create_policy
-from autellix_engine.policy.process_table import ProcessTable
-from autellix_engine.policy.waits import WaitLedger
-from autellix_engine.retention.table import RetentionTable
+from autellix_engine.core.calls import CallState
+from autellix_engine.core.config import PolicyConfig, ServiceUnit
+from autellix_engine.core.decisions import may_evict, plan_evictions, step_service, victim_key
+from autellix_engine.core.policies import Policy, create_policy
+from autellix_engine.core.process_table import ProcessTable
+from autellix_engine.core.retention import RetentionTable
+from autellix_engine.core.stats import CallStats, Tally
+from autellix_engine.core.waits import WaitLedger
 from autellix_workloads.metrics import ProgramOutcome
 from autellix_workloads.sim.kvcache import BlockPool, HostPool
 from autellix_workloads.sim.profile import CostProfile
@@ -83,8 +86,25 @@ class SimConfig:
     #: message; 16 is a per-call average for the suites' mix.
     prompt_overhead_tokens: int = 16
     max_jump: int | None = None  # most steps advanced at once (None: no cap)
+    #: Keep each step's scheduled calls (``Simulator.step_log``) and each finished
+    #: call's statistics (``Simulator.call_stats``): for comparing decisions with the
+    #: engine's scheduler (the differential test).
+    log_steps: bool = False
+    #: What a chat's program is (``ProgramSpec.run_per_stage``): its thread, across
+    #: its turns, or each turn (run) on its own, as LangGraph runs without a thread.
+    program_scope: str = "thread"
+    #: A call's context limit (vLLM's ``max_model_len``; None: half the KV pool, so one
+    #: long conversation cannot need the whole cache).
+    #: A conversation beyond it keeps its most recent turns, as an application trims
+    #: its history (``trim_messages``): the window's start moves, so the prefix cache
+    #: cannot serve it.
+    max_model_len: int | None = None
 
     def __post_init__(self) -> None:
+        if self.program_scope not in ("thread", "run"):
+            raise ValueError("program_scope must be 'thread' or 'run'")
+        if self.max_model_len is not None and self.max_model_len < 1:
+            raise ValueError("max_model_len must be >= 1")
         if self.preemption not in PREEMPTION_MODES:
             raise ValueError(f"preemption must be one of {PREEMPTION_MODES}")
         if self.policy_config.service_unit is not ServiceUnit.TOKENS:
@@ -119,12 +139,10 @@ class _Program:
     stage: int = 0
     open_calls: int = 0
     history: int = 0  # conversation tokens so far (system prompt excluded)
-    tokens: int = 0
-    queue_wait_s: float = 0.0
-    execution_s: float = 0.0
-    preemptions: int = 0
     remaining_tokens: int = 0  # for the clairvoyant oracle
-    reprefilled: int = 0
+    #: Its id in the process table: the program's, or in run scope its turn's.
+    table_id: str = ""
+    tally: Tally = field(default_factory=Tally)  # of its turns ended (run scope)
 
 
 @dataclass(slots=True, eq=False)
@@ -138,6 +156,8 @@ class _Call:
     target: int = 0  # tokens to compute before sampling (prompt; all tokens on resume)
     computed: int = 0  # tokens whose KV is computed (while running or swapped)
     generated: int = 0
+    cached: int = 0  # prompt tokens found cached when it was first admitted
+    history: int = 0  # the program's history its prompt carries (trimmed or whole)
     held: int = 0  # own device blocks (the shared system blocks excluded)
     sys_blocks: int = 0  # full system-prompt blocks it shares (0: not sharing)
     swapped: int = 0  # blocks in the host pool
@@ -167,7 +187,8 @@ class Simulator:
         self.policy: Policy = create_policy(policy_name, cfg.policy_config)
         self.table = ProcessTable(self.policy.updated_program_service, ttl_s=math.inf)
         self.waits = WaitLedger(self.policy)
-        self.pool = BlockPool(cfg.num_gpu_blocks or prof.num_gpu_blocks)
+        # vLLM keeps one block of its pool as the null block, never handed out.
+        self.pool = BlockPool((cfg.num_gpu_blocks or prof.num_gpu_blocks) - 1)
         self.host = HostPool(prof.num_host_blocks if cfg.num_host_blocks is None
                              else cfg.num_host_blocks)
         self.bs = prof.block_size
@@ -188,6 +209,9 @@ class Simulator:
         self.n_waiting = 0
         self.swap_tokens = 0  # to copy in the next step
         self.outcomes: list[ProgramOutcome] = []
+        self._on_program_done: Callable[[], None] | None = None
+        self.step_log: list[dict[str, int]] = []  # with cfg.log_steps: call id -> tokens
+        self.call_stats: dict[str, CallStats] = {}  # with cfg.log_steps
         self.calls: dict[str, _Call] = {}  # active, by call id
         self.retention = RetentionTable(math.inf) if cfg.kv_retention else None
         self.host_retained: dict[str, int] = {}  # program -> host blocks (oldest first)
@@ -202,9 +226,14 @@ class Simulator:
         heapq.heappush(self.events, (at, self.seq, prog))
         self.seq += 1
 
-    def _start_stage(self, prog: _Program) -> None:
+    def _start_stage(self, prog: _Program, at: float) -> None:
+        """The calls of ``prog``'s next stage arrive (at ``at``: its arrival, or its
+        previous stage's end plus the tool's latency)."""
         spec = prog.spec
         stage = spec.stages[prog.stage]
+        prog.table_id = spec.program_id
+        if spec.run_per_stage and self.cfg.program_scope == "run":
+            prog.table_id = f"{spec.program_id}/{prog.stage}"
         prog.open_calls = len(stage)
         sequential = len(stage) == 1
         for i, c in enumerate(stage):
@@ -213,32 +242,61 @@ class Simulator:
             thread = f"s{prog.stage}t{i}"
             # A call id of our own: unique per run, and no uuid4 per call (1.6 million
             # calls in 10,000 LATS programs).
-            ticket = self.table.begin_call(spec.program_id, thread,
+            ticket = self.table.begin_call(prog.table_id, thread,
                                            call_id=f"{spec.program_id}/{thread}")
-            state = CallState(ticket.call_id, spec.program_id, ticket.thread_id, self.now,
+            state = CallState(ticket.call_id, prog.table_id, ticket.thread_id, at,
                               self.seq, ticket.program_service, ticket.program_wait,
                               remaining_work=prog.remaining_tokens,  # read by srpt only
                               program_arrival=spec.arrival_s)
             self.seq += 1
             self.policy.admit(state)
-            prompt = spec.system_tokens + prog.history + c.prompt_tokens
-            prompt += self.cfg.prompt_overhead_tokens
+            fixed = spec.system_tokens + c.prompt_tokens + self.cfg.prompt_overhead_tokens
+            history = self._history_window(prog, fixed + c.output_tokens)
+            prompt = fixed + history
             call = _Call(state, prog, spec.system_tokens, prompt, c.output_tokens, sequential,
-                         target=prompt)
+                         target=prompt, history=history)
             self.calls[state.call_id] = call
             self._enqueue(call)
 
+    def _history_window(self, prog: _Program, rest: int) -> int:
+        """The history a call of ``prog`` carries beside ``rest`` tokens: all of it, or
+        its most recent part within the context limit (then the cached prefix is of
+        no use: it is dropped)."""
+        limit = self.pool.capacity * self.bs // 2
+        if self.cfg.max_model_len is not None:
+            limit = min(self.pool.capacity * self.bs, self.cfg.max_model_len)
+        window = max(0, limit - rest)
+        if prog.history <= window:
+            return prog.history
+        pid = prog.spec.program_id
+        self.pool.drop(("prog", pid))
+        if self.retention is not None:
+            self.retention.pop(pid)
+            self.retention.forget(pid)
+            self.host.release(self.host_retained.pop(pid, 0))
+        return window
+
+    def _end_table_program(self, prog: _Program, *, finished: bool) -> None:
+        """The engine's program ends (the end notice): its retained KV is released,
+        the next to be evicted from the prefix cache (dropped if the program finished)."""
+        pid = prog.spec.program_id  # KV is keyed by content: the whole chat's
+        prog.tally.merge(self.table.end_program(prog.table_id).tally)
+        if self.retention is not None:
+            self.retention.pop(pid)
+            self.retention.forget(pid)
+            if finished:
+                self.pool.drop(("prog", pid))
+            else:  # as the engine's end notice: its blocks are the next evicted
+                self.pool.unretain(("prog", pid), evict_first=True)
+            self.host.release(self.host_retained.pop(pid, 0))
+
     def _finish_program(self, prog: _Program) -> None:
         s = prog.spec
-        self.table.end_program(s.program_id)
-        if self.retention is not None:  # the end notice: its KV is of no more use
-            self.retention.pop(s.program_id)
-            self.retention.forget(s.program_id)
-            self.pool.drop(("prog", s.program_id))
-            self.host.release(self.host_retained.pop(s.program_id, 0))
-        self.outcomes.append(ProgramOutcome(
-            s.program_id, s.suite, s.arrival_s, self.now, prog.tokens, s.num_calls,
-            prog.queue_wait_s, prog.execution_s, prog.preemptions, prog.reprefilled))
+        self._end_table_program(prog, finished=True)
+        self.outcomes.append(ProgramOutcome(s.program_id, s.suite, s.arrival_s, self.now,
+                                            prog.tally, s.idle_s))
+        if self._on_program_done is not None:
+            self._on_program_done()
 
     # -- KV retention ------------------------------------------------------------------
     def _pick_retained(self) -> tuple[str, str]:
@@ -296,16 +354,12 @@ class Simulator:
             heapq.heappop(self.waiting)
         return None
 
-    def _best_waiting_key(self) -> tuple | None:
-        """The best waiting call's ``sort_key`` (a valid heap entry's key is current:
-        a waiting call's key changes only by a promotion, which pushes it again)."""
-        return self.waiting[0][0] if self._best_waiting() is not None else None
-
     def _victim_rank(self, c: _Call) -> tuple:
-        """Larger is evicted first: the worst queue position, or (FCFS, as vLLM) the
-        last admitted."""
+        """Larger is evicted first: ``decisions.victim_key`` (the engine's order, for
+        memory and rate alike), or (FCFS, as vLLM) the last admitted."""
         if self.policy.preemptive:
-            return self.policy.sort_key(c.state)
+            return victim_key(self.policy.engine_priority(c.state), c.state.arrival,
+                              c.state.seq)
         return (c.order,)
 
     def _push_running(self, c: _Call) -> None:
@@ -321,20 +375,19 @@ class Simulator:
             heapq.heappop(self.victims)
         return None
 
-    def _worst_running_key(self) -> tuple | None:
-        """The worst running call's rank (its ``sort_key`` for a preemptive policy;
-        current for a valid entry: a level change pushes the call again)."""
-        return self.victims[0][4] if self._worst_running() is not None else None
-
     @property
     def _running(self) -> int:
         return len(self.prefilling) + len(self.decoding)
 
     # -- the loop ----------------------------------------------------------------------
-    def run(self) -> list[ProgramOutcome]:
+    def run(self, on_program_done: Callable[[], None] | None = None) -> list[ProgramOutcome]:
+        """Simulate every program to its end; ``on_program_done`` is called as each
+        ends (progress)."""
+        self._on_program_done = on_program_done
         while self.events or self._running or self.n_waiting:
             while self.events and self.events[0][0] <= self.now + _TIME_EPS:
-                self._start_stage(heapq.heappop(self.events)[2])
+                at, _, prog = heapq.heappop(self.events)
+                self._start_stage(prog, at)
             if not (self._running or self.n_waiting):
                 self.now = self.events[0][0]
                 continue
@@ -378,39 +431,36 @@ class Simulator:
 
     # -- scheduling ------------------------------------------------------------------------
     def _preempt_for_waiting(self) -> None:
-        """Evict running calls of a worse queue that block better waiting calls, as
-        the scheduler's ``_preempt_for_waiting`` does: walk the best waiting calls,
-        give each a free slot and blocks if there are any, else the worst running
-        call's place if that call is worse."""
+        """Evict running calls of a worse queue that block better waiting calls, by
+        the scheduler's rule (``autellix_engine.core.decisions.plan_evictions``)."""
         if not self._blocked_by_worse():
             return
         slots = self.max_seqs - self._running
-        reserved = 0
-        taken: list[tuple[tuple, int, int, _Call]] = []
-        for _ in range(self._running + max(slots, 0)):
-            best, worst = self._best_waiting_key(), self._worst_running_key()
-            if best is None or worst is None or worst <= best:
-                break  # no later (worse) candidate can evict anything either
-            cand = self.waiting[0][3]
-            worst_call = self.victims[0][3]
-            taken.append(heapq.heappop(self.waiting))
-            need = -(-cand.target // self.bs)
-            if slots > 0 and need <= self.pool.available - reserved:
-                slots -= 1
-                reserved += need
-                continue
-            self._preempt(worst_call)
-            reserved += need
+        taken = [heapq.heappop(self.waiting) for _ in range(self._running + max(slots, 0))
+                 if self._best_waiting() is not None]
         for entry in taken:
             heapq.heappush(self.waiting, entry)
+        ranked = []  # the worst running calls' heap entries, worst first
+        while len(ranked) < len(taken) and self._worst_running() is not None:
+            ranked.append(heapq.heappop(self.victims))
+        for entry in ranked:
+            heapq.heappush(self.victims, entry)
+        victims = [entry[3] for entry in ranked]
+        policy = self.policy
+        n = plan_evictions(
+            ((policy.engine_priority(e[3].state), -(-e[3].target // self.bs)) for e in taken),
+            [(policy.engine_priority(v.state), v.held) for v in victims],
+            slots, self.pool.available, self.cfg.policy_config.max_preemptions_per_step)
+        for v in victims[:n]:
+            self._preempt(v)
 
     def _blocked_by_worse(self) -> bool:
-        """Whether the best waiting call beats the worst running one."""
-        best = self._best_waiting_key()
-        if best is None:  # nothing waits (most iterations below saturation)
+        """Whether the best waiting call may evict the worst running one."""
+        best, worst = self._best_waiting(), self._worst_running()
+        if best is None or worst is None:  # nothing waits (most iterations)
             return False
-        worst = self._worst_running_key()
-        return worst is not None and worst > best
+        return may_evict(self.policy.engine_priority(worst.state),
+                         self.policy.engine_priority(best.state))
 
     def _allocate_decode_blocks_one_by_one(self) -> None:
         """This step's decoding calls that start a new block, best first; when none is
@@ -495,6 +545,8 @@ class Simulator:
             self._admitted(c, own_hit if retained else 0, reload)
         c.held += new
         self.stats.prefix_hit_tokens += c.computed
+        if not c.state.stats.preemptions:
+            c.cached = c.computed
         self._leave_waiting(c)
         self._to_prefill(c)
         chunks.append((c, n))
@@ -502,10 +554,10 @@ class Simulator:
 
     def _admitted(self, c: _Call, retained_hit: int, reload: int) -> None:
         """A program's call starts: what of its history it reused, recomputes, reloads."""
-        prog, pid = c.prog, c.prog.spec.program_id
-        if prog.history:
-            again = max(0, c.system + prog.history - c.computed)
-            prog.reprefilled += again
+        pid = c.prog.spec.program_id
+        if c.history and c.prog.table_id == pid:  # a run-scoped turn has no history
+            again = max(0, c.system + c.history - c.computed)
+            c.state.stats.reprefilled_tokens += again
             self.stats.reprefilled_tokens += again
         if self.retention is None:
             return
@@ -515,6 +567,7 @@ class Simulator:
         self.host.release(host)
         if reload:
             self.swap_tokens += reload * self.bs
+        c.state.stats.retained_tokens += (retained_hit + reload) * self.bs
         self.stats.retained_hit_tokens += (retained_hit + reload) * self.bs
 
     def _swap_in(self, c: _Call) -> bool:
@@ -572,7 +625,6 @@ class Simulator:
             return False
         c.generated += steps
         c.computed += steps
-        c.prog.tokens += steps
         c.prog.remaining_tokens -= steps
         stats = c.state.stats
         stats.decode_tokens += steps
@@ -628,25 +680,34 @@ class Simulator:
                           len(chunks), self.swap_tokens)
         self.swap_tokens = 0
         dt = ms / 1000.0
+        if self.cfg.log_steps:
+            self.step_log.append({**{d.state.call_id: 1 for d in self.decoding.values()},
+                                  **{c.state.call_id: n for c, n in chunks}})
         self._advance(1, dt)
         weight = self.cfg.policy_config.prefill_token_weight
         changed, finished = [], []
         for c, n in chunks:
             stats = c.state.stats
-            stats.prefill_tokens += n
             stats.execution_s += dt
-            stats.prefill_s += dt
-            self.stats.prefill_tokens += n
-            if c.generated:
-                self.stats.recomputed_tokens += n
+            # As the scheduler counts: one token past the prompt is a decode (a resumed
+            # call whose cached prefix covers all but its last token).
+            decoding = n == 1 and c.computed >= c.prompt
+            if decoding:
+                stats.decode_tokens += 1
+            else:
+                stats.prefill_tokens += n
+                stats.prefill_s += dt
+                self.stats.prefill_tokens += n
+                if c.generated:
+                    self.stats.recomputed_tokens += n
             c.computed += n
-            level_changed = self.policy.record_service(c.state, weight * n)
+            level_changed = self.policy.record_service(c.state,
+                                                       step_service(n, decoding, weight))
             if level_changed:
                 changed.append(c)
             if c.computed >= c.target:  # the last chunk samples a token
                 self.prefilling.remove(c)
                 c.generated += 1
-                c.prog.tokens += 1
                 c.prog.remaining_tokens -= 1
                 if c.generated >= c.output:
                     c.phase = _DONE
@@ -666,6 +727,8 @@ class Simulator:
         k = self._steps_until_event(allocated, fixed)
         ms = k * (fixed + d * self.context) + d * B * k * (k - 1) / 2
         self.pool.allocate(self._blocks_needed(k) - allocated)
+        if self.cfg.log_steps:
+            self.step_log += [{d.state.call_id: 1 for d in self.decoding.values()}] * k
         self._advance(k, ms / 1000.0)
         self._after_steps()
 
@@ -764,6 +827,9 @@ class Simulator:
         c.phase = _DONE
         c.token += 1
         del self.calls[c.state.call_id]
+        c.state.stats.level = c.state.level  # its queue at completion, as the engine's
+        if self.cfg.log_steps:
+            self.call_stats[c.state.call_id] = c.state.stats
         pool, prog = self.pool, c.prog
         pid = prog.spec.program_id
         if self.cfg.prefix_caching and c.sequential:
@@ -780,16 +846,16 @@ class Simulator:
             pool.release_shared(("sys", prog.spec.suite))
         if c.sequential:
             prog.history = c.prompt - c.system + c.output
-        stats = c.state.stats
-        prog.queue_wait_s += stats.queue_wait_s
-        prog.execution_s += stats.execution_s
-        prog.preemptions += stats.preemptions
-        self.table.complete_call(pid, c.state.call_id, stats)
+        self.table.complete_call(prog.table_id, c.state.call_id, c.state.stats,
+                                 prompt_tokens=c.prompt, cached_tokens=c.cached,
+                                 completion_tokens=c.output)
         prog.open_calls -= 1
         if prog.open_calls:
             return
         prog.stage += 1
         if prog.stage < len(prog.spec.stages):
-            self._push_event(prog, self.now + prog.spec.tool_latency_s)
+            if prog.table_id != pid:  # run scope: the turn's program ends with its run
+                self._end_table_program(prog, finished=False)
+            self._push_event(prog, self.now + prog.spec.gap_before(prog.stage))
         else:
             self._finish_program(prog)

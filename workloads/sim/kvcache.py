@@ -9,7 +9,7 @@ A model of vLLM V1's block pool at the granularity the simulator needs:
   reverse order), so an entry shrinks from its end and its head stays hittable;
 * a hit moves a cached prefix back into use;
 * a shared prefix (a suite's system prompt) is held once while any call uses it;
-* with KV retention (``autellix_engine.retention``), a live program's prefix is
+* with KV retention (``autellix_engine.extension.retention_pins``), a live program's prefix is
   *retained*: out of the LRU order until an allocation finds nothing else to evict;
   then ``pick_retained`` names the program to give up (the engine's release order) and
   ``on_released`` hears of it (the host tier copies it), and its blocks go to the front
@@ -101,12 +101,14 @@ class BlockPool:
         self._lru.move_to_end(key, last=False)  # evicted first
         self.cached += blocks
 
-    def unretain(self, key: Hashable) -> None:
-        """End ``key``'s retention: its blocks become ordinary cache (most recent)."""
+    def unretain(self, key: Hashable, evict_first: bool = False) -> None:
+        """End ``key``'s retention: its blocks become ordinary cache, the most recent,
+        or with ``evict_first`` the next to be evicted (an ended program's)."""
         blocks = self._retained.pop(key, 0)
         if blocks:
             self.retained -= blocks
             self._lru[key] = self._lru.pop(key, 0) + blocks
+            self._lru.move_to_end(key, last=not evict_first)
             self.cached += blocks
 
     def retained_blocks(self, key: Hashable) -> int:

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from autellix_engine.policy.calls import CallState
-from autellix_engine.policy.policies import Policy
-from autellix_engine.policy.process_table import ProcessTable
+from autellix_engine.core.calls import CallState
+from autellix_engine.core.policies import Policy
+from autellix_engine.core.process_table import ProcessTable
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,11 +2,11 @@
 
 Each (rate, variant) runs the same seeded programs. A variant is a policy name, or
 ``vllm``: the paper's plain vLLM baseline, FCFS with prefix caching off. ``fcfs`` is
-stock vLLM today (the paper's "vLLM-opt": prefix caching, chunked prefill); the others
+stock vLLM with prefix caching and chunked prefill (the paper's "vLLM-opt"); the others
 are our policies with our engine's swap preemption, and ``srpt`` is the clairvoyant
 yardstick. A ``+retain`` suffix (``atlas+retain``) turns KV retention on
-(``autellix_workloads.variants``). Reports reuse ``autellix_workloads.bench``'s (JSON, Markdown, plot), so a
-simulated sweep reads like a measured one.
+(``autellix_workloads.variants``). Reports reuse ``autellix_workloads.bench``'s (JSON,
+Markdown, plot), so a simulated sweep reads like a measured one.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import sys
 import time
 from collections.abc import Callable
 
-from autellix_workloads.bench import BenchConfig, BenchResult
+from autellix_workloads.bench import BenchConfig, BenchResult, result_of
 from autellix_workloads.generators import generate
-from autellix_workloads.metrics import Summary, summarize, throughput_at_slo
+from autellix_workloads.metrics import Summary, summarize
 from autellix_workloads.sim.des import SimConfig, Simulator
 from autellix_workloads.variants import split_variant
 
@@ -32,39 +32,47 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 
 def variant_config(variant: str, base: SimConfig) -> tuple[str, SimConfig]:
     """The policy and simulator settings a variant name stands for."""
-    name, retain = split_variant(variant)
+    name, retain, scope = split_variant(variant)
     policy, changes = VARIANTS.get(name, (name, {}))
+    changes = {**changes, "program_scope": scope}
     if retain:
         changes = {**changes, "kv_retention": True}
     return policy, dataclasses.replace(base, **changes)
 
 
 def run_sweep(cfg: BenchConfig, sim: SimConfig, *,
-              log: Callable[[str], None] | None = None) -> BenchResult:
+              log: Callable[[str], None] | None = None, progress: bool = False) -> BenchResult:
     """Simulate ``cfg.suite`` at each of ``cfg.rates`` under each of ``cfg.policies``
-    (variants); ``log`` gets one line per run as it finishes."""
+    (variants); ``log`` gets one line per run as it finishes; ``progress`` shows a bar
+    of finished programs for each run (on stderr)."""
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))  # noqa: T201
-    summaries: list[Summary] = []
     outcomes = {}
     for rate in cfg.rates:
         programs = generate(cfg.suite, cfg.num_programs, rate, seed=cfg.seed,
                             token_scale=cfg.token_scale, call_scale=cfg.call_scale,
-                            tool_latency_s=cfg.tool_latency_s)
+                            tool_latency_s=cfg.tool_latency_s, think_time_s=cfg.think_time_s,
+                            count_shape=cfg.shape)
         for variant in cfg.policies:
             policy, variant_sim = variant_config(variant, sim)
             start = time.perf_counter()
             runner = Simulator(programs, policy, variant_sim)
-            outs = runner.run()
+            outs = _run(runner, len(programs), f"{variant} @ {rate:g}/s", progress)
             took = time.perf_counter() - start
-            s = dataclasses.replace(summarize(policy, rate, outs), policy=variant)
-            summaries.append(s)
             outcomes[f"{variant}@{rate}"] = outs
+            s = summarize(variant, rate, outs)
             log(f"{cfg.suite} {variant} @ {rate:g}/s: mean {s.mean:.4f} s/token, "
                 f"p95 {s.p95:.4f}, {runner.stats.preemptions} preemptions, "
                 f"{took:.1f} s to simulate")
-    slo = cfg.slo or 2 * min(s.mean for s in summaries)
-    tput = {p: throughput_at_slo(summaries, p, slo) for p in cfg.policies}
-    return BenchResult(cfg, summaries, outcomes, slo, tput)
+    return result_of(cfg, outcomes)
+
+
+def _run(runner: Simulator, total: int, label: str, progress: bool) -> list:
+    if not progress:
+        return runner.run()
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=label, unit="prog", leave=False, file=sys.stderr) as bar:
+        return runner.run(on_program_done=lambda: bar.update(1))
 
 
 def rate_at_latency(summaries: list[Summary], policy: str, slo: float) -> float | None:

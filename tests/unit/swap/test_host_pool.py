@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from autellix_engine.swap.host_pool import Extent, HostSwapPool
+from autellix_engine.core.host_pool import Extent, HostSwapPool
 
 
 def test_first_fit_and_coalescing():

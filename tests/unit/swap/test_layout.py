@@ -1,7 +1,7 @@
 import torch
 
-from autellix_engine.swap.layout import block_views, cache_views
-from autellix_engine.swap.ops import slot_bytes
+from autellix_engine.extension.swap_layout import block_views, cache_views
+from autellix_engine.extension.swap_ops import slot_bytes
 
 N = 12
 

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from autellix_engine.swap.ops import CSRC
+from autellix_engine.extension.swap_ops import CSRC
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed")

@@ -7,8 +7,8 @@ import random
 import pytest
 import torch
 
-from autellix_engine.swap import ops
-from autellix_engine.swap.layout import cache_views
+from autellix_engine.extension import swap_ops as ops
+from autellix_engine.extension.swap_layout import cache_views
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 POISON = 0xCD

@@ -1,4 +1,4 @@
-from autellix_engine.swap.planner import SwapOp, SwapPlanner
+from autellix_engine.core.swap_planner import SwapOp, SwapPlanner
 
 BS = 16
 

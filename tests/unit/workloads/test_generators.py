@@ -78,3 +78,18 @@ def test_bad_arguments_raise(bad):
     args = {"suite": "chatbot", "num_programs": 3, "rate": 1.0} | bad
     with pytest.raises(ValueError):
         generate(args.pop("suite"), args.pop("num_programs"), args.pop("rate"))
+
+
+def test_chats_run_a_turn_per_run_with_think_time_drawn_apart_from_the_programs():
+    quick = generate("mixed", 60, 1.0, seed=3, think_time_s=0.0)
+    slow = generate("mixed", 60, 1.0, seed=3, think_time_s=20.0)
+    for a, b in zip(quick, slow, strict=True):
+        assert (a.program_id, a.arrival_s, a.stages) == (b.program_id, b.arrival_s, b.stages)
+        assert a.run_per_stage == b.run_per_stage == (a.suite == "chatbot")
+        if a.suite == "chatbot":
+            assert len(b.think_s) == len(b.stages) - 1 and all(t > 0 for t in b.think_s)
+            assert a.idle_s == 0.0 and b.idle_s == sum(b.think_s)
+        else:
+            assert a.think_s == b.think_s == ()
+    gaps = [t for p in generate("chatbot", 400, 1.0, think_time_s=20.0) for t in p.think_s]
+    assert 16 < sum(gaps) / len(gaps) < 24  # log-normal around the mean

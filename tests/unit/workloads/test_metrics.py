@@ -1,10 +1,13 @@
 import pytest
 
+from autellix_engine.core.stats import Tally
 from autellix_workloads.metrics import ProgramOutcome, percentile, summarize, throughput_at_slo
 
 
 def outcome(pid, arrival, completion, tokens, wait=0.0, exe=1.0, pre=0):
-    return ProgramOutcome(pid, "chatbot", arrival, completion, tokens, 1, wait, exe, pre)
+    return ProgramOutcome(pid, "chatbot", arrival, completion,
+                          Tally(calls=1, completion_tokens=tokens, queue_wait_s=wait,
+                                execution_s=exe, preemptions=pre))
 
 
 def test_token_latency_on_a_hand_computed_example():
