@@ -20,6 +20,7 @@ from autellix_engine.core.stats import Tally
 from autellix_workloads.generators import generate
 from autellix_workloads.metrics import ProgramOutcome, Summary, summarize, throughput_at_slo
 from autellix_workloads.spec import ProgramSpec
+from autellix_workloads.traces import at_rate, read_trace
 from autellix_workloads.variants import split_variant
 
 
@@ -43,6 +44,18 @@ class BenchConfig:
     slo: float | None = None  # s/token for "throughput at equal latency"; None: 2x best
     swap_space_bytes: int | None = None  # host swap pool (None: the engine's default)
     vllm_kwargs: dict = field(default_factory=dict)  # further vLLM engine arguments
+    trace: str | None = None  # replay this trace file's programs instead of the suite's
+
+
+def programs_for(cfg: BenchConfig, rate: float) -> list[ProgramSpec]:
+    """The programs a run at ``rate`` replays: the suite's, generated from the seed, or
+    the trace's (``cfg.trace``), arrivals scaled to ``rate``."""
+    if cfg.trace:
+        return at_rate(read_trace(cfg.trace), rate)
+    return generate(cfg.suite, cfg.num_programs, rate, seed=cfg.seed,
+                    token_scale=cfg.token_scale, call_scale=cfg.call_scale,
+                    tool_latency_s=cfg.tool_latency_s, think_time_s=cfg.think_time_s,
+                    count_shape=cfg.shape)
 
 
 @dataclass
@@ -182,10 +195,7 @@ async def run_bench(cfg: BenchConfig, out_dir: Path | None = None,
                 # A fresh checkpointer per run: each rate replays the same chat threads.
                 graphs = Graphs(build_graph(llm, cfg.max_model_len),
                                 build_chat_graph(llm, cfg.max_model_len), scope)
-                programs = generate(cfg.suite, cfg.num_programs, rate, seed=cfg.seed,
-                                    token_scale=cfg.token_scale, call_scale=cfg.call_scale,
-                                    tool_latency_s=cfg.tool_latency_s,
-                                    think_time_s=cfg.think_time_s, count_shape=cfg.shape)
+                programs = programs_for(cfg, rate)
                 outcomes[f"{variant}@{rate}"] = await run_rate(graphs, eng, programs,
                                                                f"{variant} @ {rate}/s")
                 if out_dir is not None:

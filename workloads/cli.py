@@ -28,9 +28,18 @@ def _bench(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"autellix bench: error: {e}", file=sys.stderr)  # noqa: T201
         return 2
+    try:
+        suite, num_programs = _workload(args)
+    except ValueError as e:
+        print(f"autellix bench: error: {e}", file=sys.stderr)  # noqa: T201
+        return 2
+    if args.record_trace:
+        from autellix_engine.frontend.telemetry import OTLPJsonFileExporter, configure_tracing
+
+        configure_tracing(OTLPJsonFileExporter(args.record_trace))
     cfg = BenchConfig(
-        suite=args.suite, rates=[float(r) for r in args.rates.split(",")],
-        policies=args.policies.split(","), num_programs=args.programs, seed=args.seed,
+        suite=suite, rates=[float(r) for r in args.rates.split(",")], trace=args.trace,
+        policies=args.policies.split(","), num_programs=num_programs, seed=args.seed,
         token_scale=args.token_scale, call_scale=args.call_scale, model=args.model,
         tool_latency_s=args.tool_latency, swap_space_bytes=args.swap_space_bytes,
         think_time_s=args.think_time, shape=args.shape, max_num_seqs=args.max_num_seqs,
@@ -76,18 +85,19 @@ def _simulate(args: argparse.Namespace) -> int:
         if not 0 <= args.think_time < float("inf"):
             raise ValueError("--think-time must be a number of seconds >= 0")
         parse_shape(args.shape)
+        suite, num_programs = _workload(args)
     except ValueError as e:
         print(f"autellix simulate: error: {e}", file=sys.stderr)  # noqa: T201
         return 2
     # The workload half of a bench config; the "model" is the cost profile.
-    cfg = BenchConfig(suite=args.suite, rates=rates,
-                      policies=args.policies.split(","), num_programs=args.programs,
+    cfg = BenchConfig(suite=suite, rates=rates, trace=args.trace,
+                      policies=args.policies.split(","), num_programs=num_programs,
                       seed=args.seed, token_scale=args.token_scale,
                       tool_latency_s=args.tool_latency, think_time_s=args.think_time,
                       shape=args.shape,
                       call_scale=args.call_scale, model=profile.name, slo=args.slo,
                       max_num_seqs=args.max_num_seqs or profile.max_num_seqs)
-    print(f"{args.suite}: {args.programs} programs per rate on {profile.name} "  # noqa: T201
+    print(f"{suite}: {num_programs} programs per rate on {profile.name} "  # noqa: T201
           f"({sim.max_num_seqs or profile.max_num_seqs} seqs, "
           f"{sim.num_gpu_blocks or profile.num_gpu_blocks} KV blocks of "
           f"{profile.block_size} tokens)", flush=True)
@@ -99,11 +109,29 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _workload(args: argparse.Namespace) -> tuple[str, int]:
+    """(suite, programs per rate): the ``--suite``'s, or the ``--trace`` file's (read
+    now, so that a bad file is an error before any engine starts)."""
+    if not args.trace:
+        return args.suite, args.programs
+    from autellix_workloads.traces import TRACE_SUITE, read_trace
+
+    try:
+        return TRACE_SUITE, len(read_trace(args.trace))
+    except OSError as e:
+        raise ValueError(f"--trace: {e}") from None
+
+
 def _demo(args: argparse.Namespace) -> int:
     from autellix_workloads import demo
 
     demo.run(args.model, args.policies.split(","))
     return 0
+
+
+TRACE_HELP = ("replay the programs of a trace file (OTLP JSON or JSON lines, as the "
+              "OpenTelemetry Collector's file exporter writes; or a LangSmith run export) "
+              "instead of --suite, arrivals scaled to each rate")
 
 
 def add_commands(sub: Any) -> None:
@@ -144,6 +172,10 @@ def add_commands(sub: Any) -> None:
                    help="folder for JSON, Markdown, PNG (rewritten after each run)")
     p.add_argument("--resume", action="store_true",
                    help="keep the runs already in --out's report (same workload); run the rest")
+    p.add_argument("--trace", default=None, metavar="FILE", help=TRACE_HELP)
+    p.add_argument("--record-trace", default=None, metavar="FILE",
+                   help="append the run's spans to FILE as OTLP JSON lines (replayable "
+                   "with --trace)")
     p.set_defaults(func=_bench, takes_vllm_flags=True)
 
     p = sub.add_parser("simulate", help="simulate a suite under each policy, on a cost profile")
@@ -176,6 +208,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--no-prefix-caching", action="store_true")
     p.add_argument("--slo", type=float, default=None, help="s/token for throughput at SLO")
     p.add_argument("--out", default=None, help="folder for JSON, Markdown, PNG")
+    p.add_argument("--trace", default=None, metavar="FILE", help=TRACE_HELP)
     p.set_defaults(func=_simulate)
 
 

@@ -73,10 +73,10 @@ def build_graph(llm: Any, max_context: int | None = None):
                            max_context)
 
     async def tool(state: ProgramState):
-        spec = state["spec"]
-        if spec.tool_latency_s:
-            await asyncio.sleep(spec.tool_latency_s)
-        return {"stage": state["stage"] + 1}
+        spec, following = state["spec"], state["stage"] + 1
+        if following < len(spec.stages) and spec.gap_before(following):
+            await asyncio.sleep(spec.gap_before(following))
+        return {"stage": following}
 
     g = StateGraph(ProgramState)
     g.add_node("plan", plan)

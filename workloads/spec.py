@@ -17,10 +17,11 @@ class CallSpec:
 class ProgramSpec:
     """A program: stages run in order; the calls of one stage run in parallel.
 
-    ``tool_latency_s`` is slept between stages (an external tool or interrupt). A
+    ``tool_latency_s`` is slept between stages (an external tool or interrupt), or
+    ``tool_s[i]`` before stage ``i + 1`` where a replayed trace recorded each gap. A
     program ``run_per_stage`` (a chat) runs each stage as a run of its own on the
     program's LangGraph thread, as a user's turn; ``think_s[i]`` is the user's think
-    time before stage ``i + 1``.
+    time before stage ``i + 1`` (not counted in the program's latency).
     """
 
     program_id: str
@@ -31,12 +32,13 @@ class ProgramSpec:
     tool_latency_s: float = 0.0
     run_per_stage: bool = False
     think_s: tuple[float, ...] = ()
+    tool_s: tuple[float, ...] = ()
 
     def gap_before(self, stage: int) -> float:
-        """Seconds between stage ``stage - 1``'s end and stage ``stage``'s start."""
-        if self.think_s:
-            return self.think_s[stage - 1]
-        return self.tool_latency_s
+        """Seconds between stage ``stage - 1``'s end and stage ``stage``'s start: the
+        user's think time, and the tool's."""
+        think = self.think_s[stage - 1] if self.think_s else 0.0
+        return think + (self.tool_s[stage - 1] if self.tool_s else self.tool_latency_s)
 
     @property
     def idle_s(self) -> float:

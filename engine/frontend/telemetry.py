@@ -6,6 +6,8 @@ Shared by the server's spans (``autellix_engine.server``) and the chat model's
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import threading
 from dataclasses import fields
@@ -13,7 +15,7 @@ from dataclasses import fields
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from autellix_engine.core.stats import CallStats
 
@@ -135,3 +137,33 @@ def configure_tracing(
         provider.add_span_processor(BatchSpanProcessor(exporter or _otlp_exporter()))
         trace.set_tracer_provider(provider)
         return provider
+
+
+class OTLPJsonFileExporter(SpanExporter):
+    """Spans as OTLP JSON Lines in a file: one ``ExportTraceServiceRequest`` per line,
+    ids in hex, as the OpenTelemetry Collector's ``file`` exporter writes them (so
+    ``autellix bench --trace`` reads either). The SDK ships no file exporter."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in shutdown
+        self._lock = threading.Lock()
+
+    def export(self, spans) -> SpanExportResult:
+        from google.protobuf.json_format import MessageToDict
+        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+        request = MessageToDict(encode_spans(spans))
+        for rs in request.get("resourceSpans", ()):
+            for ss in rs.get("scopeSpans", ()):
+                for span in ss.get("spans", ()):
+                    for key in ("traceId", "spanId", "parentSpanId"):
+                        if span.get(key):
+                            span[key] = base64.b64decode(span[key]).hex()
+        with self._lock:
+            self._file.write(json.dumps(request, separators=(",", ":")) + "\n")
+            self._file.flush()
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._file.close()

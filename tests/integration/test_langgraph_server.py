@@ -26,6 +26,9 @@ from langgraph_sdk import get_sync_client  # noqa: E402
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "langgraph_server"
 START_TIMEOUT_S = 300
+# A first turn long enough to fill whole KV blocks (128 tokens each on CPU): only full
+# blocks are cached, so only then can the next turn reuse the first turn's KV.
+HISTORY = " ".join(["the tool returned a long list of cities and their weather"] * 40)
 
 
 def _free_port() -> int:
@@ -81,7 +84,7 @@ def test_a_thread_is_one_program_across_runs_interrupts_and_resumes(server):
     thread = client.threads.create()["thread_id"]
     program_id = f"{assistant}:{thread}"
 
-    first = client.runs.wait(thread, "chat", input={"messages": [("user", "Hello there")]})
+    first = client.runs.wait(thread, "chat", input={"messages": [("user", HISTORY)]})
     assert first["messages"][-1]["type"] == "ai"
     after_one = _program(server, program_id)
     assert after_one is not None, "the thread's program is in the engine's table"
@@ -98,6 +101,7 @@ def test_a_thread_is_one_program_across_runs_interrupts_and_resumes(server):
     after = _program(server, program_id)
     assert after["calls"] == 2, "one program for both runs of the turn and the first turn"
     assert after["service"] > after_one["service"], "its attained service accumulated"
+    assert after["retained_tokens"] > 0, "the resumed turn reused the first turn's retained KV"
     others = [p for p in httpx.get(f"{server}/autellix/programs", timeout=30).json()
               if p["program_id"].endswith(thread) and p["program_id"] != program_id]
     assert not others, "no run of the thread became a program of its own"

@@ -208,6 +208,21 @@ def test_a_remote_graph_run_ends_its_program_once(served, monkeypatch):
     assert status == 404  # ended
 
 
+def test_chatopenai_turns_of_one_thread_are_one_program_at_the_server(served):
+    """``examples/chatopenai_vllm_serve.py`` against ``autellix serve``: with
+    ``with_program_session``, both turns of the thread reach the server as one program
+    (vLLM's session id), which the program API then shows with both calls."""
+    from tests.integration.test_examples import run_example
+
+    _, url = served
+    out = run_example("chatopenai_vllm_serve.py", AUTELLIX_BASE_URL=url, AUTELLIX_MODEL="tiny")
+    assert out.count("bot: ") == 2, out
+    program = httpx.get(f"{url}/v1/programs/chat:demo-thread", timeout=10)
+    assert program.status_code == 200, program.text
+    assert program.json()["num_calls"] == 2 and program.json()["service"] > 0
+    assert httpx.delete(f"{url}/v1/programs/chat:demo-thread", timeout=10).status_code == 200
+
+
 def _stream(url: str, out: list[str]) -> None:
     body = {"model": "tiny", "prompt": "tell a long story", "max_tokens": 900,
             "ignore_eos": True, "stream": True}

@@ -16,8 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from autellix_workloads.bench import BenchConfig, BenchResult, result_of
-from autellix_workloads.generators import generate
+from autellix_workloads.bench import BenchConfig, BenchResult, programs_for, result_of
 from autellix_workloads.metrics import Summary, summarize
 from autellix_workloads.sim.des import SimConfig, Simulator
 from autellix_workloads.variants import split_variant
@@ -48,10 +47,7 @@ def run_sweep(cfg: BenchConfig, sim: SimConfig, *,
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))  # noqa: T201
     outcomes = {}
     for rate in cfg.rates:
-        programs = generate(cfg.suite, cfg.num_programs, rate, seed=cfg.seed,
-                            token_scale=cfg.token_scale, call_scale=cfg.call_scale,
-                            tool_latency_s=cfg.tool_latency_s, think_time_s=cfg.think_time_s,
-                            count_shape=cfg.shape)
+        programs = programs_for(cfg, rate)
         for variant in cfg.policies:
             policy, variant_sim = variant_config(variant, sim)
             start = time.perf_counter()
