@@ -66,7 +66,8 @@ class AutellixChatModel(BaseChatModel):
     """
 
     model_name: str = Field(default="smollm2", alias="model")
-    """``"smollm2"``, ``"tiny"`` or a local Hugging Face model folder."""
+    """``"smollm2"``, ``"tiny"``, a local Hugging Face model folder or a Hugging Face
+    model id (``"org/name"``, found as vLLM finds it: the hub cache, ``HF_HUB_OFFLINE``)."""
     policy: str = "atlas"
     """Scheduling policy of the embedded engine: fcfs, mlfq, plas or atlas."""
     engine_config: dict[str, Any] = Field(default_factory=dict)

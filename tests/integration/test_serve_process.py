@@ -12,7 +12,8 @@ an OTLP/HTTP collector on loopback (in this test process) serves the module:
 - last, SIGTERM under load: every call ends (finished, or an error event), the
   process exits within a bound, and no engine process is left (checked by PID).
 
-A second test does the same SIGTERM check for ``autellix replica``.
+The ChatOpenAI example's two turns are one program at the server. For ``autellix
+replica``: its vLLM spans reach the collector, and the same SIGTERM check.
 """
 
 from __future__ import annotations
@@ -262,12 +263,26 @@ def test_sigterm_under_load_stops_serve_and_every_engine_process(served):
         httpx.get(f"{url}/health", timeout=2)
 
 
-def test_sigterm_stops_a_replica_and_its_engine_processes():
+async def test_a_replica_exports_its_spans_and_sigterm_stops_its_engine_processes(collector):
+    """``autellix replica`` with ``OTEL_EXPORTER_OTLP_ENDPOINT``: vLLM's own request
+    spans reach the collector as ``autellix-replica``, with no code of the user's;
+    then SIGTERM stops it and every engine process."""
     port = _port()
-    proc = _start(["replica", *ENGINE_FLAGS, "--port", str(port)], port)
+    proc = _start(["replica", *ENGINE_FLAGS, "--port", str(port)], port,
+                  {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "100"})
     try:
         engines = _descendants(proc.pid)
         assert len(engines) >= 2  # vllm serve and its engine core
+        done = httpx.post(f"http://127.0.0.1:{port}/v1/completions", timeout=60, json={
+            "model": "tiny", "prompt": "Hi", "max_tokens": 2})
+        assert done.status_code == 200, done.text
+
+        def request_spans():  # vLLM's span of a request, with its usage
+            return [span for service, span in list(collector.spans)
+                    if service == "autellix-replica" and span.name == "llm_request"]
+
+        await wait_until(request_spans, 30, "the replica's request span")
+        assert [attrs(s)["gen_ai.usage.completion_tokens"] for s in request_spans()] == [2]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=STOP_S) == 0, proc.stdout.read()[-3000:]
         assert _alive(engines, 10) == []

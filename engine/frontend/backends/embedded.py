@@ -53,7 +53,8 @@ class EmbeddedBackend:
     async def start(self) -> None:
         if self._llm is not None:
             return
-        model = await asyncio.to_thread(resolve_model, self.config.model)
+        model = await asyncio.to_thread(resolve_model, self.config.model,
+                                      self.config.vllm_kwargs.get("revision"))
         self.gauges = EngineGauges()
         building = asyncio.ensure_future(asyncio.to_thread(
             build_async_llm, self.config, model, [_gauge_logger(self.gauges)]))

@@ -70,10 +70,15 @@ class HttpBackend:
     async def start(self) -> None:
         if self._client is not None:
             return
-        model = await asyncio.to_thread(resolve_model, self.config.model)
+        revision = self.config.vllm_kwargs.get("revision")
+        model = await asyncio.to_thread(resolve_model, self.config.model, revision)
         from transformers import AutoTokenizer
 
-        self.tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, str(model.path))
+        # The tokenizer the replicas use (vLLM's --tokenizer, else the model's).
+        tokenizer = self.config.vllm_kwargs.get("tokenizer") or str(model.path)
+        self.tokenizer = await asyncio.to_thread(
+            AutoTokenizer.from_pretrained, tokenizer,
+            revision=self.config.vllm_kwargs.get("tokenizer_revision"))
         timeout = httpx.Timeout(self.config.remote_timeout_s, connect=CONNECT_TIMEOUT_S)
         # One connection pool for the OpenAI API and vLLM's /health.
         self._http = httpx.AsyncClient(timeout=timeout)
