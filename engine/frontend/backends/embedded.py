@@ -26,6 +26,11 @@ from autellix_engine.frontend.vllm_setup import build_async_llm, is_engine_dead
 
 logger = logging.getLogger(__name__)
 
+#: Seconds vLLM waits for its engine core to exit before killing it. Its default (5 s)
+#: is too short on a loaded 2-core machine: a core still stopping its worker was
+#: force-killed, with vLLM's warning, at the end of the test suite.
+STOP_GRACE_S = 20.0
+
 
 class EmbeddedBackend:
     """One vLLM engine (``AsyncLLM``) running our scheduler."""
@@ -78,7 +83,7 @@ class EmbeddedBackend:
             llm.output_processor.propagate_error(_shut_down_error())
         # On the loop thread: vLLM's output handler must not run while the engine
         # core goes down, or it logs a spurious EngineDeadError.
-        llm.shutdown()
+        llm.shutdown(timeout=STOP_GRACE_S)
         # AsyncLLM.__del__ calls shutdown() again, which fails noisily when it runs at
         # interpreter exit (module globals already gone): it is done already.
         llm.shutdown = _noop
