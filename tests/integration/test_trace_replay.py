@@ -20,7 +20,7 @@ from autellix_workloads.traces import at_rate, read_trace
 
 GAP_S = 0.3  # tool latency and mean think time: long against the graph's own overhead
 #: A replayed call's prompt differs from the recorded one by the chat template's tokens
-#: (a call with no context gets the template's default system prompt: about 30 here).
+#: (a replayed call has no system message, so the template adds its default: about 30).
 TEMPLATE_SLACK = 40
 
 
