@@ -24,7 +24,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from autellix_engine.core import CallStats, ProcessTable, ProgramSnapshot, Tally, create_policy
@@ -35,7 +35,13 @@ from autellix_engine.core.errors import (
 )
 from autellix_engine.core.wire import ProgramTag
 from autellix_engine.frontend import telemetry
-from autellix_engine.frontend.backends.base import Backend, BackendCall, Delta, Finish
+from autellix_engine.frontend.backends.base import (
+    Backend,
+    BackendCall,
+    Delta,
+    Finish,
+    NativeSampling,
+)
 from autellix_engine.frontend.backends.embedded import EmbeddedBackend
 from autellix_engine.frontend.backends.http import HttpBackend
 from autellix_engine.frontend.config import EngineConfig
@@ -290,6 +296,49 @@ class AutellixEngine:
                 or not 0 <= remaining_work < float("inf")):
             raise InvalidRequestError(f"remaining_work must be a number >= 0, got "
                                       f"{remaining_work!r}")
+        trace = _trace_headers(trace_context)
+        async for event, result in self._tracked(prompt_ids, sampling, program_id, thread,
+                                                 call_id, priority, trace, remaining_work):
+            if isinstance(event, Delta):
+                yield StreamChunk(event.text, event.token_ids, logprobs=event.logprobs)
+            else:
+                assert result is not None
+                yield StreamChunk("", (), result.finish_reason, result)
+
+    async def stream_native(
+        self, engine_input: Mapping[str, Any], params: Any, *, request_id: str,
+        program_id: str | None = None, thread: str = "main", priority: int = 0,
+        trace_context: dict[str, str] | None = None,
+    ) -> AsyncIterator[Any]:
+        """Run one call prepared by vLLM's own OpenAI layer and yield vLLM's
+        ``RequestOutput`` objects as they come (what ``EngineClient.generate`` returns).
+
+        ``engine_input`` is vLLM's rendered input (token ids, and whatever else its
+        renderer put there) and ``params`` its validated ``SamplingParams``; both go to
+        the replica as they are, tagged with the program. Needs embedded replicas:
+        a remote replica returns OpenAI responses, not ``RequestOutput``.
+        """
+        self._ensure_running()
+        prompt_ids = engine_input.get("prompt_token_ids") if isinstance(
+            engine_input, Mapping) else None
+        if not prompt_ids:
+            raise InvalidRequestError("The call has no prompt token ids")
+        self._encode(list(prompt_ids))  # our own checks: vocabulary, context length
+        self._check_priority(priority)
+        sampling = NativeSampling(params, engine_input)
+        async for event, _ in self._tracked(tuple(prompt_ids), sampling, program_id, thread,
+                                            request_id, priority,
+                                            _trace_headers(trace_context), None):
+            if isinstance(event, Delta) and event.raw is not None:
+                yield event.raw
+
+    async def _tracked(
+        self, prompt_ids: Sequence[int], sampling: Sampling | NativeSampling,
+        program_id: str | None, thread: str, call_id: str | None, priority: int,
+        trace: dict[str, str], remaining_work: float | None,
+    ) -> AsyncIterator[tuple[Delta | Finish, CallResult | None]]:
+        """Run a validated call as part of its program: the process table's
+        bookkeeping around the pool's events (with the result at the end)."""
         for name, value in (("program_id", program_id), ("thread", thread),
                             ("call_id", call_id)):
             if value is None and name != "thread":
@@ -297,7 +346,6 @@ class AutellixEngine:
             if not isinstance(value, str) or not value:
                 raise InvalidRequestError(f"{name} must be a non-empty str, got {value!r}")
             check_text(value, name)
-        trace = _trace_headers(trace_context)
         one_off = program_id is None
         pid = program_id or f"call-{uuid.uuid4().hex}"
         try:
@@ -308,28 +356,24 @@ class AutellixEngine:
                          trace.get("traceparent"), remaining_work, ticket.program_arrival,
                          ended_programs=(pid,) if one_off else ())
         call = BackendCall(ticket.call_id, tuple(prompt_ids), sampling, tag, priority, trace)
+        output = _Output(time.monotonic(), call.request_id)
         finished = False
         try:
-            async for chunk in self._run(call):
-                if chunk.result is not None:
+            async for index, event in self._pool.run(call):
+                if isinstance(event, Delta):
+                    output.add(event)
+                    yield event, None
+                else:
+                    result = output.result(event, call, index, self._estimate,
+                                           self.config.policy)
                     finished = True
-                    self._record(chunk.result)
-                yield chunk
+                    self._record(result)
+                    yield event, result
         finally:
             if not finished:
                 self._table.abort_call(pid, ticket.call_id)
             if one_off and pid in self._table:
                 self._table.end_program(pid)  # its replica knows: the call said so
-
-    async def _run(self, call: BackendCall) -> AsyncIterator[StreamChunk]:
-        output = _Output(time.monotonic(), call.request_id)
-        async for index, event in self._pool.run(call):
-            if isinstance(event, Delta):
-                output.add(event)
-                yield StreamChunk(event.text, event.token_ids, logprobs=event.logprobs)
-            else:
-                result = output.result(event, call, index, self._estimate, self.config.policy)
-                yield StreamChunk("", (), result.finish_reason, result)
 
     def _estimate(self, prompt_tokens: int, cached: int, tokens: int) -> CallStats:
         """A replica that reports no statistics: service from the usage, in the

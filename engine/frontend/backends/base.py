@@ -12,7 +12,7 @@ else (5xx, reset, timeout, dead engine), which the front end may retry elsewhere
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -23,12 +23,33 @@ from autellix_engine.frontend.sampling import Sampling
 
 
 @dataclass(frozen=True, slots=True)
+class NativeSampling:
+    """A call that vLLM's own OpenAI layer prepared: its validated ``SamplingParams``
+    and its rendered engine input, passed to an embedded engine as they are (so vLLM's
+    serving code gets back exactly the ``RequestOutput`` it expects)."""
+
+    params: Any  # vllm.SamplingParams
+    engine_input: Mapping[str, Any]  # vllm.inputs.EngineInput
+
+    @property
+    def logprobs(self) -> int | None:
+        return None  # the raw outputs carry them, in vLLM's form
+
+    def vllm_params(self, extra_args: dict[str, Any]) -> Any:
+        """A copy of the params carrying ``extra_args`` (our program tag) beside the
+        request's own (``vllm_xargs``)."""
+        params = self.params.clone()
+        params.extra_args = {**(params.extra_args or {}), **extra_args}
+        return params
+
+
+@dataclass(frozen=True, slots=True)
 class BackendCall:
     """One prepared call: tokenized, validated, tagged with its program."""
 
     request_id: str  # unique per attempt (a retry gets a new one)
     prompt_ids: tuple[int, ...]
-    sampling: Sampling  # max_tokens always set (the front end resolves None)
+    sampling: Sampling | NativeSampling  # max_tokens always set (the front end resolves None)
     tag: ProgramTag
     priority: int = 0
     trace_context: dict[str, str] = field(default_factory=dict)
@@ -41,6 +62,7 @@ class Delta:
     text: str
     token_ids: tuple[int, ...]
     logprobs: tuple[TokenLogprob, ...] = ()  # one per token, when the call asked for them
+    raw: Any = None  # vLLM's RequestOutput, for a NativeSampling call (embedded only)
 
 
 @dataclass(frozen=True, slots=True)

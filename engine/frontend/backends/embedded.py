@@ -18,7 +18,7 @@ from autellix_engine.core.errors import EngineNotRunningError, InvalidRequestErr
 from autellix_engine.core.stats import CallStats, EngineGauges
 from autellix_engine.core.wire import GAUGES_KEY, STATS_KEY
 from autellix_engine.extension.liveness import Liveness
-from autellix_engine.frontend.backends.base import BackendCall, Delta, Finish
+from autellix_engine.frontend.backends.base import BackendCall, Delta, Finish, NativeSampling
 from autellix_engine.frontend.config import EngineConfig
 from autellix_engine.frontend.models import resolve_model
 from autellix_engine.frontend.results import TokenLogprob
@@ -114,22 +114,29 @@ class EmbeddedBackend:
 
         if not self.is_running:
             raise ReplicaError("The embedded engine is not running")
+        native = isinstance(call.sampling, NativeSampling)
         sampling = call.sampling.vllm_params(call.tag.to_extra_args())
         trace_headers = call.trace_context if self.config.otlp_traces_endpoint else None
-        gen = self._llm.generate(
-            {"prompt_token_ids": list(call.prompt_ids)}, sampling, call.request_id,
-            trace_headers=trace_headers, priority=call.priority,
-        )
+        engine_input = (call.sampling.engine_input if isinstance(call.sampling, NativeSampling)
+                        else {"prompt_token_ids": list(call.prompt_ids)})
+        gen = self._llm.generate(engine_input, sampling, call.request_id,
+                                 trace_headers=trace_headers, priority=call.priority)
+        seen = 0  # tokens already reported (vLLM's CUMULATIVE outputs repeat them)
+        cumulative = native and sampling.output_kind == _cumulative()
         try:
             async for out in gen:
+                ours = _take_our_params(out) if out.finished else {}
                 completion = out.outputs[0]
-                if completion.text or completion.token_ids:
-                    yield Delta(completion.text, tuple(completion.token_ids),
+                ids = tuple(completion.token_ids[seen:] if cumulative else completion.token_ids)
+                seen += len(ids) if cumulative else 0
+                if native:  # every output goes back: vLLM's layer reads them all
+                    yield Delta(completion.text, ids, raw=out)
+                elif completion.text or ids:
+                    yield Delta(completion.text, ids,
                                 _logprobs(completion, call.sampling.logprobs))
                 if out.finished:
-                    params = out.kv_transfer_params or {}
-                    self.gauges.update(params.get(GAUGES_KEY) or {})
-                    data = params.get(STATS_KEY)
+                    self.gauges.update(ours.get(GAUGES_KEY) or {})
+                    data = ours.get(STATS_KEY)
                     yield Finish(completion.finish_reason or "stop", completion.stop_reason,
                                  out.num_cached_tokens or 0,
                                  None if data is None else CallStats.from_dict(data))
@@ -179,6 +186,21 @@ def _logprobs(completion: Any, top: int | None) -> tuple[TokenLogprob, ...]:
         out.append(TokenLogprob(token_id, sampled.logprob if sampled else -math.inf,
                                 tuple(ranked[:top])))
     return tuple(out)
+
+
+def _take_our_params(out: Any) -> dict[str, Any]:
+    """Our scheduler's statistics from a finished output's ``kv_transfer_params``,
+    removed from it: they are the engine's wire data, not part of a response."""
+    params = dict(out.kv_transfer_params or {})
+    ours = {k: params.pop(k) for k in (STATS_KEY, GAUGES_KEY) if k in params}
+    out.kv_transfer_params = params or None
+    return ours
+
+
+def _cumulative() -> Any:
+    from vllm.sampling_params import RequestOutputKind
+
+    return RequestOutputKind.CUMULATIVE
 
 
 def _shut_down_error() -> BaseException:

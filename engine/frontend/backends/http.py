@@ -32,7 +32,7 @@ from autellix_engine.core.errors import EngineNotRunningError, InvalidRequestErr
 from autellix_engine.core.stats import CallStats, EngineGauges
 from autellix_engine.core.wire import GAUGES_KEY, STATS_KEY
 from autellix_engine.frontend import openai_http
-from autellix_engine.frontend.backends.base import BackendCall, Delta, Finish
+from autellix_engine.frontend.backends.base import BackendCall, Delta, Finish, NativeSampling
 from autellix_engine.frontend.config import EngineConfig
 from autellix_engine.frontend.models import resolve_model
 from autellix_engine.frontend.openai_http import Failure
@@ -127,6 +127,10 @@ class HttpBackend:
     async def run(self, call: BackendCall) -> AsyncIterator[Delta | Finish]:
         if self._client is None:
             raise ReplicaError(f"Remote replica {self.name} is not started")
+        if isinstance(call.sampling, NativeSampling):
+            # A remote replica answers in OpenAI responses, not vLLM's RequestOutput.
+            raise InvalidRequestError("A remote replica cannot run a call prepared by "
+                                      "vLLM's OpenAI layer; serve it with embedded replicas")
         body = call.sampling.request_fields()
         body.update(return_token_ids=True, priority=call.priority,
                     vllm_xargs=call.tag.to_extra_args())

@@ -1,0 +1,208 @@
+"""vLLM's ``EngineClient`` over the program-aware front end.
+
+vLLM's OpenAI serving layer (chat, completions, responses, tokenize, tool and
+reasoning parsers) drives an ``EngineClient`` (``vllm/engine/protocol.py``). This one
+is :class:`~autellix_engine.frontend.engine.AutellixEngine`: every ``generate`` goes
+through the process table, the router, retries and our scheduler, and returns the
+replica's own ``RequestOutput`` objects, so vLLM's layer renders, parses and
+detokenizes exactly as in ``vllm serve``.
+
+A call's program is vLLM's ``session_id`` (the body field, the ``X-Session-ID``
+header or ``vllm_xargs.session_id``, as vLLM reads them), else what the server put in
+:data:`CALL_IDENTITY` for this request (our program/thread headers), else the call is
+a program of its own.
+
+The serving layer needs the model's vLLM configuration, renderer and input processor;
+they come from the first embedded replica (every replica runs the same model), so
+this client needs embedded replicas only.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from vllm.engine.protocol import EngineClient
+from vllm.exceptions import GracefulHTTPError
+
+from autellix_engine.core.errors import (
+    EngineNotRunningError,
+    ProgramEndedError,
+    ReplicaError,
+)
+from autellix_engine.frontend.backends.embedded import EmbeddedBackend
+from autellix_engine.frontend.engine import AutellixEngine
+
+
+@dataclass(frozen=True, slots=True)
+class CallIdentity:
+    """What the server knows about a request's program beyond vLLM's ``session_id``."""
+
+    scope: str = "anon"  # program ids are scoped per API key (``<scope>/<id>``)
+    program_id: str | None = None
+    thread_id: str = "main"
+
+
+#: Set by the server per request (a context variable: it reaches the handler's task).
+CALL_IDENTITY: contextvars.ContextVar[CallIdentity] = contextvars.ContextVar(
+    "autellix_call_identity", default=CallIdentity())
+
+
+class ProgramEngineClient(EngineClient):
+    """An ``EngineClient`` whose calls run as programs on an ``AutellixEngine``."""
+
+    def __init__(self, engine: AutellixEngine,
+                 admit: Callable[[str], None] | None = None) -> None:
+        """``admit(scope)`` runs before a call starts a new program of that key's
+        scope; it may refuse with a ``GracefulHTTPError`` (e.g. 429)."""
+        replicas = [s.index for s in engine.replicas()]
+        backends = [engine.replica(i) for i in replicas]
+        embedded = [b for b in backends if isinstance(b, EmbeddedBackend)]
+        if len(embedded) != len(backends) or not embedded:
+            raise EngineNotRunningError(
+                "vLLM's OpenAI layer needs embedded replicas only (it reads their "
+                "RequestOutput); this engine has remote ones")
+        self._engine = engine
+        self._admit = admit
+        self._embedded = embedded
+        first = embedded[0].llm
+        if first is None:
+            raise EngineNotRunningError("Start the engine before serving it")
+        self.vllm_config = first.vllm_config
+        self.model_config = first.model_config
+        self.renderer = first.renderer
+        self.input_processor = first.input_processor
+
+    def _llms(self) -> list[Any]:
+        return [b.llm for b in self._embedded if b.llm is not None]
+
+    # -- state ------------------------------------------------------------------------
+    @property
+    def is_running(self) -> bool:
+        return self._engine.is_running
+
+    @property
+    def is_stopped(self) -> bool:
+        return not self._engine.is_running
+
+    @property
+    def errored(self) -> bool:
+        # vLLM's server exits when its engine errors; ours restarts replicas, so only
+        # a front end with no live replica at all counts.
+        return not self._engine.is_alive
+
+    @property
+    def dead_error(self) -> BaseException:
+        return EngineNotRunningError("No replica of the engine is running")
+
+    async def check_health(self) -> None:
+        if not self._engine.is_running:
+            raise EngineNotRunningError("No replica of the engine is running")
+
+    # -- calls ------------------------------------------------------------------------
+    async def generate(self, prompt: Any, sampling_params: Any, request_id: str, *,
+                       trace_headers: Mapping[str, str] | None = None, priority: int = 0,
+                       session_id: str | None = None, lora_request: Any = None,
+                       **ignored: Any) -> AsyncGenerator[Any, None]:
+        """Run one call as part of its program; vLLM's ``RequestOutput`` objects.
+
+        ``ignored``: what vLLM passes for features this front end does not route
+        (``data_parallel_rank``, ``kv_hints``, reasoning state, tokenization options):
+        they concern a single engine's internals.
+        """
+        if lora_request is not None:
+            raise ValueError("LoRA adapters are not supported by this server")
+        identity = CALL_IDENTITY.get()
+        if session_id is not None and not session_id.isprintable():
+            raise ValueError("session_id must be printable text")
+        named = session_id or identity.program_id
+        program_id = f"{identity.scope}/{named}" if named else None
+        if (program_id is not None and self._admit is not None
+                and not self._engine.is_program_running(program_id)):
+            self._admit(identity.scope)
+        try:
+            async for out in self._engine.stream_native(
+                    prompt, sampling_params, request_id=request_id, program_id=program_id,
+                    thread=identity.thread_id, priority=priority,
+                    trace_context=dict(trace_headers or {})):
+                yield out
+        except (EngineNotRunningError, ReplicaError) as e:
+            raise GracefulHTTPError(str(e), HTTPStatus.SERVICE_UNAVAILABLE) from e
+        except ProgramEndedError as e:
+            raise GracefulHTTPError(str(e), HTTPStatus.CONFLICT) from e
+
+    def encode(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("Pooling models are not served by this server")
+
+    async def abort(self, request_id: str | Iterable[str]) -> None:
+        # Closing the call's generator aborts it on its replica; this is for the
+        # serving layer's own aborts, which name vLLM's request ids.
+        ids = [request_id] if isinstance(request_id, str) else list(request_id)
+        for llm in self._llms():
+            await llm.abort(ids)
+
+    async def notify_kv_transfer_request_rejected(self, *args: Any, **kwargs: Any) -> None:
+        return None  # no KV transfer between replicas
+
+    async def get_supported_tasks(self) -> tuple[Any, ...]:
+        return await self._llms()[0].get_supported_tasks()
+
+    # -- administration: every replica --------------------------------------------------
+    async def is_tracing_enabled(self) -> bool:
+        return await self._llms()[0].is_tracing_enabled()
+
+    async def do_log_stats(self) -> None:
+        for llm in self._llms():
+            await llm.do_log_stats()
+
+    async def start_profile(self, *args: Any, **kwargs: Any) -> None:
+        for llm in self._llms():
+            await llm.start_profile(*args, **kwargs)
+
+    async def stop_profile(self) -> None:
+        for llm in self._llms():
+            await llm.stop_profile()
+
+    async def reset_mm_cache(self) -> None:
+        for llm in self._llms():
+            await llm.reset_mm_cache()
+
+    async def reset_encoder_cache(self) -> None:
+        for llm in self._llms():
+            await llm.reset_encoder_cache()
+
+    async def reset_prefix_cache(self, reset_running_requests: bool = False,
+                                 reset_connector: bool = False) -> bool:
+        done = [await llm.reset_prefix_cache(reset_running_requests, reset_connector)
+                for llm in self._llms()]
+        return all(done)
+
+    async def sleep(self, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError("Sleep mode is not supported by this server")
+
+    async def release_kv_cache_memory(self) -> None:
+        raise NotImplementedError("Sleep mode is not supported by this server")
+
+    async def wake_up(self, tags: list[str] | None = None) -> bool:
+        return True  # never asleep
+
+    async def is_sleeping(self) -> bool:
+        return False
+
+    async def add_lora(self, lora_request: Any) -> bool:
+        raise NotImplementedError("LoRA adapters are not supported by this server")
+
+    async def pause_generation(self, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError("Pausing is not supported by this server")
+
+    async def resume_generation(self) -> None:
+        raise NotImplementedError("Pausing is not supported by this server")
+
+    async def is_paused(self) -> bool:
+        return False
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        return None  # the engine's owner (``autellix serve``) closes it

@@ -1,0 +1,162 @@
+"""The server on vLLM's own OpenAI layer, over a real tiny engine, on loopback.
+
+One server for the module (vLLM's app state is built once); the official ``openai``
+client on every endpoint a ``vllm serve`` user relies on, program identity, limits and
+hostile input (each followed by a normal request).
+"""
+
+import asyncio
+import socket
+
+import httpx
+import openai
+import pytest
+import uvicorn
+
+from autellix_engine.server import ServerSettings
+from autellix_engine.server.vllm_app import build_vllm_app
+
+GREEDY = {"temperature": 0.0}
+KEY = "key-a"
+
+
+@pytest.fixture(scope="module")
+async def vllm_server(atlas):
+    settings = ServerSettings(api_keys=(KEY,), max_body_bytes=64 * 1024,
+                              max_programs_per_key=50)
+    app = await build_vllm_app(atlas, settings)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}", app
+    server.should_exit = True
+    await task
+
+
+@pytest.fixture
+def url(vllm_server):
+    return vllm_server[0]
+
+
+def client(url):
+    return openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0)
+
+
+def auth():
+    return {"Authorization": f"Bearer {KEY}"}
+
+
+async def normal_request_works(url):
+    out = await client(url).completions.create(model="tiny", prompt="Once", max_tokens=3)
+    assert out.usage.completion_tokens <= 3
+
+
+async def test_chat_completions_and_models(url):
+    c = client(url)
+    chat = await c.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=8, **GREEDY)
+    assert chat.choices[0].message.role == "assistant" and chat.usage.completion_tokens <= 8
+    comp = await c.completions.create(model="tiny", prompt="Once", max_tokens=5, logprobs=2,
+                                      **GREEDY)
+    assert len(comp.choices[0].logprobs.tokens) == comp.usage.completion_tokens
+    assert [m.id for m in (await c.models.list()).data] == ["tiny"]
+
+
+async def test_streaming_chat_with_usage(url):
+    stream = await client(url).chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=6,
+        stream=True, stream_options={"include_usage": True}, **GREEDY)
+    chunks = [c async for c in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert chunks[-1].usage.completion_tokens <= 6 and isinstance(text, str)
+
+
+async def test_responses_api(url):
+    c = client(url)
+    out = await c.responses.create(model="tiny", input="Say hi", max_output_tokens=8)
+    assert out.status in ("completed", "incomplete") and out.usage.output_tokens <= 8
+    events = [e.type async for e in await c.responses.create(
+        model="tiny", input="Say hi", max_output_tokens=8, stream=True)]
+    assert events[0] == "response.created" and events[-1] in ("response.completed",
+                                                               "response.incomplete")
+
+
+async def test_tokenize_detokenize_version_docs(url):
+    async with httpx.AsyncClient(base_url=url, headers=auth()) as http:
+        tokens = (await http.post("/tokenize", json={"model": "tiny", "prompt": "hello"})).json()
+        assert tokens["count"] == len(tokens["tokens"]) > 0
+        text = (await http.post("/detokenize", json={"model": "tiny",
+                                                     "tokens": tokens["tokens"]})).json()
+        assert "hello" in text["prompt"]
+        assert (await http.get("/version")).json()["version"]
+        assert (await http.get("/docs")).status_code == 200
+        assert (await http.get("/health")).status_code == 200
+        assert (await http.get("/health/ready")).status_code == 200
+
+
+async def test_session_id_makes_calls_one_program(url, atlas):
+    c = client(url)
+    for turn in ("hi", "and again"):
+        await c.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": turn}], max_tokens=4,
+            extra_headers={"X-Session-ID": "chat-1"})
+    await c.completions.create(model="tiny", prompt="x", max_tokens=2,
+                               extra_body={"session_id": "chat-1"})
+    async with httpx.AsyncClient(base_url=url, headers=auth()) as http:
+        program = (await http.get("/v1/programs/chat-1")).json()
+        assert program["num_calls"] == 3 and program["service"] > 0
+        await http.put("/v1/programs/agent-7")
+        await c.completions.create(model="tiny", prompt="x", max_tokens=2,
+                                   extra_headers={"X-Autellix-Program-Id": "agent-7"})
+        assert (await http.get("/v1/programs/agent-7")).json()["num_calls"] == 1
+        assert (await http.delete("/v1/programs/chat-1")).status_code == 200
+        assert (await http.get("/v1/programs/chat-1")).status_code == 404
+        await http.delete("/v1/programs/agent-7")
+    assert atlas.active_calls() == 0
+
+
+@pytest.mark.parametrize("body", [
+    {"model": "tiny", "prompt": "x", "max_tokens": -1},
+    {"model": "tiny", "prompt": "x", "temperature": "hot"},
+    {"model": "tiny", "prompt": "x", "n": 10**9},
+    {"model": "tiny", "prompt": [10**9]},
+    {"model": "tiny", "prompt": "x", "priority": 2**40},
+    {"model": "tiny", "prompt": "x", "session_id": "\x00bad"},
+    {"model": "tiny", "prompt": "x", "logprobs": 10**6},
+    {"model": "other", "prompt": "x"},
+    {"prompt": 5},
+    [],
+])
+async def test_bad_input_is_a_4xx_and_the_service_stays(url, body, atlas):
+    async with httpx.AsyncClient(base_url=url, headers=auth()) as http:
+        r = await http.post("/v1/completions", json=body)
+    assert 400 <= r.status_code < 500, (r.status_code, r.text)
+    await normal_request_works(url)
+    assert atlas.active_calls() == 0
+
+
+async def test_values_vllm_converts_reach_the_engine_typed(url, atlas):
+    """vLLM's request models convert as pydantic does ("12" -> 12): what reaches the
+    engine is the typed value, and the engine is fine after it."""
+    async with httpx.AsyncClient(base_url=url, headers=auth()) as http:
+        r = await http.post("/v1/completions", json={"model": "tiny", "prompt": "x",
+                                                     "max_tokens": "3", "session_id": ""})
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] <= 3
+    assert "autellix_stats" not in r.text  # the engine's wire data stays inside
+    await normal_request_works(url)
+    assert atlas.active_calls() == 0
+
+
+async def test_limits_keys_and_bodies(url):
+    async with httpx.AsyncClient(base_url=url) as http:
+        r = await http.post("/v1/completions", json={"model": "tiny", "prompt": "x"})
+        assert r.status_code == 401
+        r = await http.get("/v1/programs/p", headers={"Authorization": "Bearer wrong"})
+        assert r.status_code == 401
+        r = await http.post("/v1/completions", headers=auth(),
+                            json={"model": "tiny", "prompt": "x" * 70_000})
+        assert r.status_code == 413
+    await normal_request_works(url)
