@@ -35,7 +35,8 @@ def _serve(args: argparse.Namespace) -> int:
         max_programs_per_key=args.max_programs_per_key,
         program_rate_per_s=args.program_rate_per_s, metrics_auth=args.metrics_auth,
         shutdown_timeout_s=args.shutdown_timeout)
-    return serve(_engine_config(args), settings)
+    return serve(_engine_config(args), settings, openai_layer=args.openai_layer,
+                 frontend_flags=args.frontend_flags)
 
 
 def _replica(args: argparse.Namespace) -> int:
@@ -155,6 +156,12 @@ def build_parser(add_commands: AddCommands | None = None) -> argparse.ArgumentPa
     p.add_argument("--remote", action="append",
                    help="URL of a remote replica (autellix replica), repeatable")
     p.add_argument("--routing", default="locality", help="locality, least_used, round_robin")
+    p.add_argument("--openai-layer", choices=("autellix", "vllm"), default="autellix",
+                   help="autellix: our OpenAI server (any replicas; tools through a JSON "
+                   "envelope); vllm: vLLM's own OpenAI application over our front end "
+                   "(embedded replicas; /v1/responses, /tokenize, native tool calling, and "
+                   "every server flag of `vllm serve`: --chat-template, "
+                   "--enable-auto-tool-choice, --tool-call-parser, --reasoning-parser, ...)")
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("replica", help="a remote replica: vllm serve with our scheduler",
@@ -185,14 +192,22 @@ def parse_args(argv: list[str] | None = None,
         from autellix_engine.frontend.logs import verbose_vllm
 
         verbose_vllm()
-    args.vllm, args.server_flags = {}, server_flags
-    if getattr(args, "takes_vllm_flags", False):
+    args.vllm, args.server_flags, args.frontend_flags = {}, server_flags, []
+    if getattr(args, "openai_layer", None) == "vllm":
+        from autellix_engine.frontend.vllm_args import split_serve_flags
+
+        try:
+            args.vllm, args.frontend_flags = split_serve_flags(rest)
+        except ValueError as e:
+            parser.error(str(e))
+    elif getattr(args, "takes_vllm_flags", False):
         from autellix_engine.frontend.vllm_args import parse_vllm_flags
 
         try:
             args.vllm = parse_vllm_flags(rest) if rest else {}
         except ValueError as e:
-            parser.error(str(e))
+            parser.error(f"{e}; vllm serve's server flags need --openai-layer vllm"
+                         if args.command == "serve" else str(e))
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if server_flags and args.command != "replica":

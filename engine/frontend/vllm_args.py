@@ -159,6 +159,53 @@ def parse_vllm_flags(argv: Sequence[str]) -> dict[str, Any]:
     return {name: value for name, value in vars(parsed).items() if value is not unset}
 
 
+def split_serve_flags(argv: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
+    """``vllm serve`` flags split into (the engine arguments they set, as
+    :func:`parse_vllm_flags` returns them; the server's own flags, e.g.
+    ``--chat-template``, ``--tool-call-parser``, as given), both by vLLM's parsers.
+
+    Raises:
+        ValueError: a flag neither parser knows, or a malformed value.
+    """
+    from vllm.entrypoints.launchers.cli_args import FrontendArgs
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    engine = vllm_arg_parser(exit_on_error=False)
+    frontend = FrontendArgs.add_cli_args(FlexibleArgumentParser(
+        prog="vllm server arguments", exit_on_error=False))
+    def option(token: str) -> str:  # vLLM's parsers also take --max_model_len
+        name = token.split("=", 1)[0]
+        return "--" + name[2:].replace("_", "-") if name.startswith("--") else name
+
+    def is_flag(token: str) -> bool:
+        name = option(token)
+        return (name in engine._option_string_actions
+                or name in frontend._option_string_actions or token.startswith("--"))
+
+    engine_argv: list[str] = []
+    frontend_argv: list[str] = []
+    i, argv = 0, list(argv)
+    while i < len(argv):
+        flag = option(argv[i])
+        n = 1
+        while i + n < len(argv) and not is_flag(argv[i + n]):
+            n += 1  # the flag's values
+        given = [flag + argv[i][len(argv[i].split("=", 1)[0]):], *argv[i + 1:i + n]]
+        if flag in engine._option_string_actions:
+            engine_argv += given
+        elif flag in frontend._option_string_actions:
+            frontend_argv += given
+        else:
+            raise ValueError(f"unrecognized arguments: {argv[i]} (neither ours nor a flag "
+                             "of vllm serve)")
+        i += n
+    try:
+        frontend.parse_args(frontend_argv)
+    except argparse.ArgumentError as e:
+        raise ValueError(str(e)) from e
+    return parse_vllm_flags(engine_argv), frontend_argv
+
+
 def engine_args(config: EngineConfig, model: ResolvedModel) -> Any:
     """``vllm.AsyncEngineArgs`` for ``config``: :func:`to_cli` parsed by vLLM's parser."""
     from vllm.engine.arg_utils import AsyncEngineArgs

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import psutil
@@ -286,6 +287,36 @@ async def test_a_replica_exports_its_spans_and_sigterm_stops_its_engine_processe
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=STOP_S) == 0, proc.stdout.read()[-3000:]
         assert _alive(engines, 10) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_serve_on_vllms_layer_with_its_flags_runs_programs_and_stops_on_sigterm():
+    """`autellix serve --openai-layer vllm` with `vllm serve`'s own tool flags: the
+    official client's chat and responses calls of one session are one program; a
+    SIGTERM stops the server and its engine processes."""
+    import openai
+
+    template = Path(__file__).parents[1] / "data" / "hermes_tools.jinja"
+    port = _port()
+    proc = _start(["serve", *ENGINE_FLAGS, "--port", str(port), "--openai-layer", "vllm",
+                   "--chat-template", str(template), "--enable-auto-tool-choice",
+                   "--tool-call-parser", "hermes", "--shutdown-timeout", "3"], port)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        session = {"X-Session-ID": "s-1"}
+        client.chat.completions.create(model="tiny", max_tokens=4, extra_headers=session,
+                                       messages=[{"role": "user", "content": "hi"}])
+        client.responses.create(model="tiny", input="hi", max_output_tokens=4,
+                                extra_headers=session)
+        assert httpx.get(f"{url}/v1/programs/s-1").json()["num_calls"] == 2
+        assert httpx.get(f"{url}/version").status_code == 200
+        engines = _descendants(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=STOP_S) == 0, proc.stdout.read()[-3000:]
+        assert _alive(engines, 10) == [], "engine processes outlived the server"
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -6,7 +6,10 @@ hostile input (each followed by a normal request).
 """
 
 import asyncio
+import json
 import socket
+from pathlib import Path
+from typing import Literal
 
 import httpx
 import openai
@@ -18,6 +21,23 @@ from autellix_engine.server.vllm_app import build_vllm_app
 
 GREEDY = {"temperature": 0.0}
 KEY = "key-a"
+TOOL_TEMPLATE = Path(__file__).parents[1] / "data" / "hermes_tools.jinja"
+#: A tool whose arguments are short whatever a random-weight model prefers.
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Weather of a city", "strict": True,
+    "parameters": {"type": "object", "properties": {"city": {"enum": ["Paris", "Rome"]}},
+                   "required": ["city"], "additionalProperties": False}}}
+
+
+async def serving(app):
+    """``app`` on a loopback port: (server, its task, its URL)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    return server, task, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +45,21 @@ async def vllm_server(atlas):
     settings = ServerSettings(api_keys=(KEY,), max_body_bytes=64 * 1024,
                               max_programs_per_key=50)
     app = await build_vllm_app(atlas, settings)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}", app
+    server, task, url = await serving(app)
+    yield url, app
+    server.should_exit = True
+    await task
+
+
+@pytest.fixture(scope="module")
+async def tool_url(atlas):
+    """With native tool calling: a Hermes-format template and vLLM's hermes parser,
+    through ``vllm serve``'s own flags."""
+    flags = ["--chat-template", str(TOOL_TEMPLATE), "--enable-auto-tool-choice",
+             "--tool-call-parser", "hermes"]
+    app = await build_vllm_app(atlas, ServerSettings(api_keys=(KEY,)), flags)
+    server, task, url = await serving(app)
+    yield url
     server.should_exit = True
     await task
 
@@ -160,3 +188,61 @@ async def test_limits_keys_and_bodies(url):
                             json={"model": "tiny", "prompt": "x" * 70_000})
         assert r.status_code == 413
     await normal_request_works(url)
+
+
+async def test_native_tools_go_through_the_template_and_vllms_parser(tool_url):
+    async with httpx.AsyncClient(base_url=tool_url, headers=auth()) as http:
+        rendered = (await http.post("/tokenize", json={
+            "model": "tiny", "messages": [{"role": "user", "content": "weather?"}],
+            "tools": [WEATHER], "return_token_strs": True})).json()
+    assert "get_weather" in "".join(rendered["token_strs"])  # the template saw the tools
+    c = client(tool_url)
+    named = await c.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "Weather in Paris?"}],
+        tools=[WEATHER], tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        max_tokens=64, **GREEDY)
+    assert named.choices[0].message.tool_calls, repr(named.choices[0].message.content)
+    call = named.choices[0].message.tool_calls[0]
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments)["city"] in ("Paris", "Rome")
+    required = await c.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "Weather?"}], tools=[WEATHER],
+        tool_choice="required", parallel_tool_calls=False, max_tokens=64, **GREEDY)
+    assert required.choices[0].message.tool_calls, repr(required.choices[0])
+    assert required.choices[0].message.tool_calls[0].function.name == "get_weather"
+
+
+async def test_auto_tool_choice_streams_text(tool_url):
+    """With ``tool_choice="auto"`` a plain answer streams as it is generated."""
+    stream = await client(tool_url).chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "hi"}], tools=[WEATHER],
+        tool_choice="auto", max_tokens=12, stream=True, **GREEDY)
+    deltas = [c.choices[0].delta async for c in stream if c.choices]
+    content = [d.content for d in deltas if d.content]
+    calls = [d.tool_calls for d in deltas if d.tool_calls]
+    assert len(content) > 1 or calls  # a random model: text in pieces, or a tool call
+
+
+async def test_openai_agents_sdk_runs_an_agent_with_a_tool(tool_url, atlas):
+    """The OpenAI Agents SDK (Responses API, streaming): the model's call of the tool
+    (forced: a random-weight model would not choose it), the SDK runs it, and its
+    answer is the agent's (``stop_on_first_tool``: such a model never stops talking)."""
+    import agents
+
+    calls = []
+
+    @agents.function_tool
+    def get_weather(city: Literal["Paris", "Rome"]) -> str:
+        """Weather of a city."""
+        calls.append(city)
+        return f"Sunny in {city}"
+
+    agents.set_tracing_disabled(True)
+    model = agents.OpenAIResponsesModel("tiny", client(tool_url))
+    agent = agents.Agent(name="weather", instructions="Answer briefly.", tools=[get_weather],
+                         model=model, tool_use_behavior="stop_on_first_tool",
+                         model_settings=agents.ModelSettings(
+                             tool_choice="get_weather", max_tokens=48, temperature=0.0))
+    result = await agents.Runner.run(agent, "Weather in Paris?", max_turns=3)
+    assert calls in (["Paris"], ["Rome"]) and result.final_output == f"Sunny in {calls[0]}"
+    assert atlas.active_calls() == 0

@@ -150,3 +150,47 @@ def test_kv_retention_reaches_the_scheduler_embedded_and_remote(tiny):
     cmd = replica_command(config, port=8123, server_flags=[])
     extra = json.loads(cmd[cmd.index("--additional-config") + 1])
     assert extra["autellix"]["kv_retention"] is True
+
+
+#: `vllm serve` flags that are not engine or server arguments: they choose how vLLM
+#: launches itself (API server processes, gRPC, a YAML file of flags), which
+#: `autellix serve` decides itself; and the ones ours replace with the same meaning.
+SERVE_ONLY = {"--headless", "--api-server-count", "-asc", "--config", "--grpc"}
+OURS = {"--host", "--port", "--api-key", "--model", "-h", "--help"}
+#: What a user of `vllm serve` passes for a model with native tool calling.
+SERVER_FLAGS = ["--chat-template", "t.jinja", "--enable-auto-tool-choice",
+                "--tool-call-parser", "hermes", "--reasoning-parser", "deepseek_r1",
+                "--served-model-name", "llama", "--allowed-origins", '["*"]',
+                "--enable-log-requests", "--disable-fastapi-docs", "--root-path", "/api"]
+
+
+def test_every_vllm_serve_flag_is_known_to_the_vllm_layer():
+    """Each flag of vLLM's own `vllm serve` parser reaches the engine or vLLM's server
+    (or is named above, with the reason)."""
+    from vllm.entrypoints.launchers.cli_args import FrontendArgs
+
+    from autellix_engine.frontend.vllm_args import vllm_arg_parser
+
+    engine = set(vllm_arg_parser()._option_string_actions)
+    frontend = set(FrontendArgs.add_cli_args(FlexibleArgumentParser())._option_string_actions)
+    serve = set(make_arg_parser(FlexibleArgumentParser())._option_string_actions)
+    unknown = serve - engine - frontend - SERVE_ONLY - OURS
+    assert not unknown
+    assert not SERVE_ONLY & (engine | frontend)  # the list above is still true
+
+
+def test_the_vllm_layer_takes_vllm_serve_flags_and_the_autellix_layer_refuses_them():
+    args = parse_args(["serve", "--model", "tiny", "--openai-layer", "vllm",
+                       "--max-model-len", "512", *SERVER_FLAGS])
+    # Some are vLLM engine arguments (the engine and vLLM's app both get them).
+    assert args.vllm == {"max_model_len": 512, "reasoning_parser": "deepseek_r1",
+                         "served_model_name": ["llama"], "enable_log_requests": True}
+    assert args.frontend_flags == [
+        "--chat-template", "t.jinja", "--enable-auto-tool-choice", "--tool-call-parser",
+        "hermes", "--allowed-origins", '["*"]', "--disable-fastapi-docs", "--root-path", "/api"]
+    with pytest.raises(SystemExit):
+        parse_args(["serve", "--model", "tiny", "--chat-template", "t.jinja"])
+    with pytest.raises(SystemExit):
+        parse_args(["serve", "--openai-layer", "vllm", "--no-such-flag"])
+    with pytest.raises(SystemExit):  # vLLM's own check of the value
+        parse_args(["serve", "--openai-layer", "vllm", "--uvicorn-log-level", "loud"])
