@@ -10,17 +10,10 @@ need what this machine lacks (multimodal model classes, which need torchvision; 
 docs/deployment.md) and are counted, not judged.
 """
 
-import os
-import subprocess
-import sys
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pytest
+from tests.vllm_upstream.runs import run_vllm_tests
 
-from tests.vllm_upstream.fetch import cache_root
-
-HERE = Path(__file__).resolve().parent
 FILES = [
     "tests/v1/core/test_scheduler.py",
     "tests/v1/core/test_async_scheduler.py",
@@ -52,27 +45,9 @@ INTENDED_DIFFERENCES = {
 
 def _run(classes: str, tmp: Path) -> dict[str, str]:
     """{test id: passed|failed|skipped} of one run."""
-    root = cache_root()
-    if not (root / ".complete").is_file():
-        pytest.fail(f"vLLM's tests are not in {root}: run `make setup` "
-                    "(python tests/vllm_upstream/fetch.py)")
-    report = tmp / f"{classes}.xml"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "AUTELLIX_UPSTREAM_CLASSES": classes,
-           "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "autellix_upstream_plugin",
-         "-p", "no:cacheprovider", "--confcutdir=tests/v1/core", "-q", "-W", "ignore",
-         f"--junitxml={report}", *FILES],
-        cwd=root, env=env, capture_output=True, text=True, timeout=900)
-    if not report.is_file():
-        pytest.fail(f"vLLM's tests did not run ({classes}):\n{done.stdout[-3000:]}")
-    outcomes = {}
-    for case in ET.parse(report).getroot().iter("testcase"):
-        tags = {child.tag for child in case}
-        outcome = ("failed" if tags & {"failure", "error"} else
-                   "skipped" if "skipped" in tags else "passed")
-        outcomes[f"{case.get('classname')}::{case.get('name')}"] = outcome
-    return outcomes
+    return run_vllm_tests(FILES, "autellix_upstream_plugin",
+                          {"AUTELLIX_UPSTREAM_CLASSES": classes}, tmp / f"{classes}.xml",
+                          "tests/v1/core")
 
 
 def _base(test_id: str) -> str:
