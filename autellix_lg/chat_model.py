@@ -34,6 +34,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
 from autellix_engine.frontend.engine import AutellixEngine
 from autellix_engine.frontend.results import CallResult
+from autellix_engine.frontend.tool_envelope import ResponseText
 from autellix_lg import _convert, programs
 from autellix_lg.clients import CallRequest, EmbeddedClient, EngineClient, RemoteClient
 from autellix_lg.errors import EngineUnavailableError, for_langchain
@@ -301,6 +302,8 @@ class _Call:
             raise ValueError(msg)
         callable_tools, allow_text = _convert.selected_tools(tools or [], tool_choice)
         self.tool_mode = bool(callable_tools)
+        # Under "auto" a plain answer streams from inside its envelope as it comes.
+        self.answer = ResponseText() if self.tool_mode and allow_text else None
         schema = (_convert.tool_output_schema(callable_tools, allow_text)
                   if self.tool_mode else response_schema)
         params = {**model._default_params(), **kwargs}
@@ -354,8 +357,10 @@ class _Call:
         self.text.append(chunk.text)
         if chunk.result is not None:
             self.result = chunk.result
-        if chunk.text and not self.tool_mode:
-            yield ChatGenerationChunk(message=AIMessageChunk(content=chunk.text))
+        text = chunk.text if not self.tool_mode else (
+            self.answer.feed(chunk.text) if self.answer is not None else "")
+        if text:
+            yield ChatGenerationChunk(message=AIMessageChunk(content=text))
 
     def finish(self) -> ChatGenerationChunk:
         """The last chunk: tool calls (if any), usage and response metadata."""
@@ -363,6 +368,9 @@ class _Call:
         content, tool_calls = "", []
         if self.tool_mode:
             content, tool_calls = _convert.parse_tool_output(text)
+            sent = self.answer.sent if self.answer is not None else ""
+            if sent and content.startswith(sent):
+                content = content[len(sent):]  # the rest: chunks add up to the answer
         res = self.result
         finish_reason = res.finish_reason if res else "stop"
         if tool_calls:

@@ -152,9 +152,56 @@ def _truncated_response(text: str) -> str:
     if match is None:
         return text
     partial = text[match.end():]
+    return _decoded_prefix(partial) or partial
+
+
+class ResponseText:
+    """The answer text of a ``{"response": "..."}`` envelope as it is generated: feed
+    the output's text pieces, get the answer's new text, so a plain answer under
+    ``tool_choice="auto"`` streams like any other (a tool call streams nothing here;
+    it is parsed at the end)."""
+
+    def __init__(self) -> None:
+        self._output = ""
+        self.sent = ""  # answer text handed out so far
+        self._closed = False
+
+    def feed(self, piece: str) -> str:
+        """The answer text that ``piece`` completes ("" when none, or no answer)."""
+        self._output += piece
+        if self._closed:
+            return ""
+        match = _RESPONSE_PREFIX.match(self._output)
+        if match is None:
+            return ""
+        partial = self._output[match.end():]
+        end = _closing_quote(partial)
+        if end is not None:
+            partial, self._closed = partial[:end], True
+        text = _decoded_prefix(partial)
+        new, self.sent = text[len(self.sent):], text
+        return new
+
+
+def _closing_quote(partial: str) -> int | None:
+    """Index of the first unescaped ``"`` in a JSON string's body."""
+    escaped = False
+    for i, ch in enumerate(partial):
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == '"':
+            return i
+    return None
+
+
+def _decoded_prefix(partial: str) -> str:
+    """The longest decodable prefix of a JSON string's body (a piece may end inside an
+    escape sequence such as ``\\u00``)."""
     for cut in range(len(partial), max(len(partial) - 8, -1), -1):
-        try:  # drop a dangling escape sequence, then unescape what is left
+        try:
             return json.loads(f'"{partial[:cut]}"')
         except json.JSONDecodeError:
             continue
-    return partial
+    return ""

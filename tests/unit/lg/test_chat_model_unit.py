@@ -44,3 +44,52 @@ def test_standard_params_name_the_provider():
     params = AutellixChatModel(model="tiny", temperature=0.5, max_tokens=9)._get_ls_params()
     assert params == {"ls_provider": "autellix", "ls_model_name": "tiny", "ls_model_type": "chat",
                       "ls_temperature": 0.5, "ls_max_tokens": 9}
+
+
+class _ScriptedClient:
+    """A client that returns fixed output pieces: what the chat model does with an
+    envelope's text, independent of any engine."""
+
+    model_name, policy, key = "tiny", "atlas", ("scripted",)
+
+    def __init__(self, pieces):
+        self.pieces = pieces
+
+    def stream(self, request, timeout):
+        from autellix_engine.core.stats import CallStats
+        from autellix_engine.frontend.results import CallResult, StreamChunk, Usage
+
+        for piece in self.pieces:
+            yield StreamChunk(piece, (1,))
+        text = "".join(self.pieces)
+        result = CallResult(text, (1,) * len(self.pieces), "stop", None,
+                            Usage(5, len(self.pieces), 0), CallStats(), 0.1, 0.01,
+                            "p", "main", "c")
+        yield StreamChunk("", (), "stop", result)
+
+    def start_program(self, program_id):
+        pass
+
+    def end_program(self, program_id):
+        pass
+
+
+def _weather(city: str) -> str:
+    """Weather of a city."""
+    return city
+
+
+@pytest.mark.parametrize("pieces, streamed, calls", [
+    (['{"resp', 'onse": "Hel', 'lo, \\u00', 'e9 Ann', '"}'], ["Hel", "lo, ", "é Ann"], 0),
+    (['{"name": "_weather", ', '"arguments": {"city": "Rome"}}'], [], 1),
+])
+def test_a_plain_answer_under_tool_choice_auto_streams(pieces, streamed, calls):
+    model = AutellixChatModel(model="tiny")
+    model._client = _ScriptedClient(pieces)
+    chunks = list(model.bind_tools([_weather], tool_choice="auto").stream("hi"))
+    texts = [c.content for c in chunks if c.content]
+    assert texts == streamed  # as generated, the envelope's JSON never shown
+    final = chunks[0]
+    for c in chunks[1:]:
+        final += c
+    assert final.content == "".join(streamed) and len(final.tool_calls) == calls
