@@ -18,6 +18,7 @@ import uvicorn
 
 from autellix_engine.server import ServerSettings
 from autellix_engine.server.vllm_app import build_vllm_app
+from tests.integration.conftest import wait_until
 
 GREEDY = {"temperature": 0.0}
 KEY = "key-a"
@@ -246,3 +247,32 @@ async def test_openai_agents_sdk_runs_an_agent_with_a_tool(tool_url, atlas):
     result = await agents.Runner.run(agent, "Weather in Paris?", max_turns=3)
     assert calls in (["Paris"], ["Rome"]) and result.final_output == f"Sunny in {calls[0]}"
     assert atlas.active_calls() == 0
+
+
+async def test_langchain_clients_on_vllms_layer(url, atlas):
+    """``AutellixChatModel(base_url=...)`` (its program ends with its run) and
+    ``ChatOpenAI(use_responses_api=True)`` against vLLM's layer."""
+    from langchain_core.runnables import RunnableLambda
+    from langchain_openai import ChatOpenAI
+
+    from autellix_lg import PROGRAM_ID_KEY, AutellixChatModel
+
+    llm = AutellixChatModel(base_url=url, api_key=KEY, model="tiny", max_tokens=4)
+    two_calls = RunnableLambda(lambda q: [llm.invoke(q).content, llm.invoke(q).content])
+    answers = await asyncio.to_thread(two_calls.invoke, "hi",
+                                      {"metadata": {PROGRAM_ID_KEY: "lc-1"}})
+    assert len(answers) == 2
+    pid = f"{_scope()}/lc-1"
+    await wait_until(lambda: not atlas.is_program_running(pid), 30,
+                     "the program ends with its run (sent in the background)")
+    assert atlas.program_stats(pid).tally.calls == 2
+    responses = ChatOpenAI(base_url=f"{url}/v1", api_key=KEY, model="tiny", max_tokens=8,
+                           use_responses_api=True, max_retries=0)
+    out = await responses.ainvoke("Say hi")
+    assert out.usage_metadata["output_tokens"] <= 8
+
+
+def _scope():
+    import hashlib
+
+    return hashlib.sha256(KEY.encode()).hexdigest()[:12]
