@@ -114,6 +114,25 @@ def _engine_config(args: argparse.Namespace):
                         **replicas)
 
 
+class _HelpWithVllmFlags(argparse.Action):
+    """``autellix serve --help``: our flags, then ``vllm serve``'s (vLLM's own help)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        from vllm.entrypoints.launchers.cli_args import FrontendArgs
+        from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+        from autellix_engine.frontend.vllm_args import vllm_arg_parser
+
+        server = FrontendArgs.add_cli_args(FlexibleArgumentParser(
+            prog="vllm serve's server flags (with --openai-layer vllm)", add_help=False))
+        engine = vllm_arg_parser()
+        engine.prog = "vLLM's engine flags"
+        print(parser.format_help(), server.format_help(), engine.format_help(),  # noqa: T201
+              sep="\n")
+        parser.exit()
+
+
 #: Adds more subcommands (``autellix_workloads.cli`` adds ``bench`` and ``simulate``).
 AddCommands = Callable[[Any], None]
 
@@ -135,7 +154,9 @@ def build_parser(add_commands: AddCommands | None = None) -> argparse.ArgumentPa
     p.set_defaults(func=_build_ext)
 
     p = sub.add_parser("serve", help="OpenAI-compatible, program-aware server (engine or pool)",
-                       epilog=VLLM_FLAGS_HELP, allow_abbrev=False)
+                       epilog=VLLM_FLAGS_HELP, allow_abbrev=False, add_help=False)
+    p.add_argument("-h", "--help", action=_HelpWithVllmFlags, nargs=0,
+                   help="show this help, then vLLM's flags, and exit")
     _engine_flags(p, port=8000)
     p.add_argument("--api-key", action="append",
                    help="accepted bearer key (repeatable; also AUTELLIX_API_KEY, VLLM_API_KEY)")

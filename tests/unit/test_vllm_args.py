@@ -194,3 +194,12 @@ def test_the_vllm_layer_takes_vllm_serve_flags_and_the_autellix_layer_refuses_th
         parse_args(["serve", "--openai-layer", "vllm", "--no-such-flag"])
     with pytest.raises(SystemExit):  # vLLM's own check of the value
         parse_args(["serve", "--openai-layer", "vllm", "--uvicorn-log-level", "loud"])
+
+
+def test_serve_help_lists_vllm_serves_flags(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["serve", "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--openai-layer", "--tool-call-parser", "--chat-template", "--max-model-len",
+                 "--gpu-memory-utilization", "--ssl-keyfile"):
+        assert flag in text, flag
