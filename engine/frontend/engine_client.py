@@ -55,9 +55,12 @@ class ProgramEngineClient(EngineClient):
     """An ``EngineClient`` whose calls run as programs on an ``AutellixEngine``."""
 
     def __init__(self, engine: AutellixEngine,
-                 admit: Callable[[str], None] | None = None) -> None:
+                 admit: Callable[[str], None] | None = None,
+                 max_tokens_limit: int | None = None) -> None:
         """``admit(scope)`` runs before a call starts a new program of that key's
-        scope; it may refuse with a ``GracefulHTTPError`` (e.g. 429)."""
+        scope; it may refuse with a ``GracefulHTTPError`` (e.g. 429).
+        ``max_tokens_limit`` caps each call's output (vLLM's layer fills an unset
+        ``max_tokens`` with the context left, so a cap, not a refusal)."""
         replicas = [s.index for s in engine.replicas()]
         backends = [engine.replica(i) for i in replicas]
         embedded = [b for b in backends if isinstance(b, EmbeddedBackend)]
@@ -67,6 +70,7 @@ class ProgramEngineClient(EngineClient):
                 "RequestOutput); this engine has remote ones")
         self._engine = engine
         self._admit = admit
+        self._max_tokens = max_tokens_limit
         self._embedded = embedded
         first = embedded[0].llm
         if first is None:
@@ -120,6 +124,10 @@ class ProgramEngineClient(EngineClient):
             raise ValueError("session_id must be printable text")
         named = session_id or identity.program_id
         program_id = f"{identity.scope}/{named}" if named else None
+        if (self._max_tokens is not None and sampling_params.max_tokens is not None
+                and sampling_params.max_tokens > self._max_tokens):
+            sampling_params = sampling_params.clone()
+            sampling_params.max_tokens = self._max_tokens
         if (program_id is not None and self._admit is not None
                 and not self._engine.is_program_running(program_id)):
             self._admit(identity.scope)

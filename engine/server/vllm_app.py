@@ -72,7 +72,8 @@ async def build_vllm_app(engine: AutellixEngine, settings: ServerSettings | None
 
     settings = settings or ServerSettings()
     server = _Server(engine, settings)
-    client = ProgramEngineClient(engine, admit=_graceful(server._admit_program))
+    client = ProgramEngineClient(engine, admit=_graceful(server._admit_program),
+                                 max_tokens_limit=settings.max_tokens_limit)
     args = vllm_server_args(engine, settings, frontend_flags)
     tasks = await client.get_supported_tasks()
     app = build_app(args, tasks, client.model_config)
