@@ -20,6 +20,7 @@ and retries. Read its state through the query methods (``programs``,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -297,13 +298,17 @@ class AutellixEngine:
             raise InvalidRequestError(f"remaining_work must be a number >= 0, got "
                                       f"{remaining_work!r}")
         trace = _trace_headers(trace_context)
-        async for event, result in self._tracked(prompt_ids, sampling, program_id, thread,
-                                                 call_id, priority, trace, remaining_work):
-            if isinstance(event, Delta):
-                yield StreamChunk(event.text, event.token_ids, logprobs=event.logprobs)
-            else:
-                assert result is not None
-                yield StreamChunk("", (), result.finish_reason, result)
+        # aclosing: leaving this stream early must end the call now (its bookkeeping
+        # and its engine request), not when the inner generator is collected.
+        async with contextlib.aclosing(self._tracked(
+                prompt_ids, sampling, program_id, thread, call_id, priority, trace,
+                remaining_work)) as events:
+            async for event, result in events:
+                if isinstance(event, Delta):
+                    yield StreamChunk(event.text, event.token_ids, logprobs=event.logprobs)
+                else:
+                    assert result is not None
+                    yield StreamChunk("", (), result.finish_reason, result)
 
     async def stream_native(
         self, engine_input: Mapping[str, Any], params: Any, *, request_id: str,
@@ -326,11 +331,12 @@ class AutellixEngine:
         self._encode(list(prompt_ids))  # our own checks: vocabulary, context length
         self._check_priority(priority)
         sampling = NativeSampling(params, engine_input)
-        async for event, _ in self._tracked(tuple(prompt_ids), sampling, program_id, thread,
-                                            request_id, priority,
-                                            _trace_headers(trace_context), None):
-            if isinstance(event, Delta) and event.raw is not None:
-                yield event.raw
+        async with contextlib.aclosing(self._tracked(
+                tuple(prompt_ids), sampling, program_id, thread, request_id, priority,
+                _trace_headers(trace_context), None)) as events:
+            async for event, _ in events:
+                if isinstance(event, Delta) and event.raw is not None:
+                    yield event.raw
 
     async def _tracked(
         self, prompt_ids: Sequence[int], sampling: Sampling | NativeSampling,
@@ -359,16 +365,17 @@ class AutellixEngine:
         output = _Output(time.monotonic(), call.request_id)
         finished = False
         try:
-            async for index, event in self._pool.run(call):
-                if isinstance(event, Delta):
-                    output.add(event)
-                    yield event, None
-                else:
-                    result = output.result(event, call, index, self._estimate,
-                                           self.config.policy)
-                    finished = True
-                    self._record(result)
-                    yield event, result
+            async with contextlib.aclosing(self._pool.run(call)) as events:
+                async for index, event in events:
+                    if isinstance(event, Delta):
+                        output.add(event)
+                        yield event, None
+                    else:
+                        result = output.result(event, call, index, self._estimate,
+                                               self.config.policy)
+                        finished = True
+                        self._record(result)
+                        yield event, result
         finally:
             if not finished:
                 self._table.abort_call(pid, ticket.call_id)
