@@ -162,33 +162,6 @@ def test_sync_graph_and_stream_mode_messages(llm):
     assert sum(1 for c in ai if c.usage_metadata and c.usage_metadata["input_tokens"]) == 1
 
 
-def test_a_plain_answer_streams_under_tool_choice_auto(llm):
-    """With tools bound and ``tool_choice="auto"``, an answer that calls no tool reaches
-    ``stream_mode="messages"`` token by token, not at the end."""
-    chatty = llm.bind_tools([get_weather], tool_choice="auto")
-
-    def node(state):
-        return {"answers": [chatty.invoke("Say hello to Ann, in a sentence.",
-                                          max_tokens=24).content]}
-
-    g = StateGraph(FanState)
-    g.add_node("talk", node)
-    g.add_edge(START, "talk")
-    g.add_edge("talk", END)
-    chunks = []
-    for mode, data in g.compile().stream({"topics": [], "answers": []},
-                                         stream_mode=["messages", "values"]):
-        if mode == "messages" and isinstance(data[0], AIMessageChunk):
-            chunks.append(data[0])
-        elif mode == "values":
-            final = data
-    assert not any(c.tool_call_chunks for c in chunks), "the model called the tool"
-    with_text = [c for c in chunks if c.content]
-    assert len(with_text) >= 3  # streamed in pieces
-    assert "".join(c.content for c in chunks) == final["answers"][0]
-    assert "response" not in final["answers"][0]  # the envelope is not shown
-
-
 async def test_subgraph_and_batch_calls_belong_to_the_parent_program(llm):
     inner = StateGraph(FanState)
 
