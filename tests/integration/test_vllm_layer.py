@@ -279,20 +279,23 @@ def _scope():
 
 
 async def test_a_key_over_its_program_cap_gets_429_and_ending_one_frees_it(atlas):
-    app = await build_vllm_app(atlas, ServerSettings(max_programs_per_key=1))
+    # Its own key: the shared engine holds other tests' programs of other scopes.
+    app = await build_vllm_app(atlas, ServerSettings(api_keys=("cap-key",),
+                                                     max_programs_per_key=1))
     server, task, url = await serving(app)
     try:
-        c = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+        c = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="cap-key", max_retries=0)
         await c.completions.create(model="tiny", prompt="x", max_tokens=1,
                                    extra_body={"session_id": "cap-1"})
         with pytest.raises(openai.RateLimitError):
             await c.completions.create(model="tiny", prompt="x", max_tokens=1,
                                        extra_body={"session_id": "cap-2"})
-        async with httpx.AsyncClient(base_url=url) as http:
+        cap = {"Authorization": "Bearer cap-key"}
+        async with httpx.AsyncClient(base_url=url, headers=cap) as http:
             assert (await http.delete("/v1/programs/cap-1")).status_code == 200
         await c.completions.create(model="tiny", prompt="x", max_tokens=1,
                                    extra_body={"session_id": "cap-2"})
-        async with httpx.AsyncClient(base_url=url) as http:
+        async with httpx.AsyncClient(base_url=url, headers=cap) as http:
             await http.delete("/v1/programs/cap-2")
         assert atlas.active_calls() == 0
     finally:
