@@ -32,14 +32,23 @@ from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
+from autellix_engine.frontend.chat_render import load_template
 from autellix_engine.frontend.engine import AutellixEngine
 from autellix_engine.frontend.results import CallResult
-from autellix_engine.frontend.tool_envelope import ResponseText
 from autellix_lg import _convert, programs
 from autellix_lg.clients import CallRequest, EmbeddedClient, EngineClient, RemoteClient
 from autellix_lg.errors import EngineUnavailableError, for_langchain
 from autellix_lg.telemetry import attributes as A
 from autellix_lg.telemetry.setup import configure_tracing
+from autellix_lg.tool_formats import (
+    Envelope,
+    FormatChoice,
+    NativeParsed,
+    NativeRemote,
+    ToolFormat,
+    ToolFormatName,
+    template_takes_tools,
+)
 
 PROVIDER = "autellix"
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -94,15 +103,35 @@ class AutellixChatModel(BaseChatModel):
     top_p: float | None = None
     capture_content: bool = False
     """Record prompts and completions in spans (off: spans carry no text)."""
+    tool_format: ToolFormatName = "auto"
+    """How bound tools reach the model: ``"native"`` (the model's chat template renders
+    them and vLLM's ``tool_parser`` reads its calls, as ``vllm serve
+    --enable-auto-tool-choice``; a remote server uses its own template and parser),
+    ``"envelope"`` (a JSON envelope, guided: any model, also one without a tool format)
+    or ``"auto"`` (default): native when ``tool_parser`` is set and the chat template
+    renders tools, else the envelope."""
+    chat_template: str | None = None
+    """The chat template of this model's calls (Jinja text or a file path, as ``vllm
+    serve --chat-template``); None: the engine's."""
+    tool_parser: str | None = None
+    """vLLM's tool parser for the model's format (``vllm serve --tool-call-parser``:
+    ``"hermes"`` for Qwen 2.5 and Hermes, ``"llama3_json"``, ``"mistral"``, ...)."""
 
     model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
     _client: EngineClient | None = PrivateAttr(default=None)
+    _parser_cls: type | None = PrivateAttr(default=None)
 
     def model_post_init(self, context: Any, /) -> None:
         programs.install()
         configure_tracing(only_if_env=True)
         if self.max_retries < 0:
             raise ValueError("max_retries must be >= 0")
+        if self.tool_format not in ("auto", "native", "envelope"):
+            raise ValueError(f"tool_format must be auto, native or envelope, "
+                             f"got {self.tool_format!r}")
+        if self.tool_format == "native" and self.tool_parser is None and not self.base_url:
+            raise ValueError("tool_format='native' needs tool_parser (vLLM's parser of the "
+                             "model's tool format, e.g. 'hermes')")
 
     # -- LangChain metadata -------------------------------------------------------------
     @property
@@ -248,6 +277,41 @@ class AutellixChatModel(BaseChatModel):
             raise error
         raise converted from error
 
+    def _tool_format_for(self, client: EngineClient, messages: list[BaseMessage],
+                         tools: list[dict] | None, tool_choice: Any,
+                         response_schema: dict | None) -> ToolFormat:
+        """The tool format of a call (``tool_format``), for the client it goes to."""
+        callable_tools, _ = _convert.selected_tools(tools or [], tool_choice)
+        envelope = Envelope(messages, tools, tool_choice, response_schema)
+        choice = FormatChoice(self.tool_format, self.tool_parser)
+        if not callable_tools:
+            return envelope
+        if isinstance(client, RemoteClient):
+            return NativeRemote(messages, tools, tool_choice) if (
+                choice.native_for_remote()) else envelope
+        if not isinstance(client, EmbeddedClient):
+            return envelope
+        template = (load_template(self.chat_template) if self.chat_template
+                    else client.engine.chat_template)
+        if not choice.native_for_engine(template):
+            return envelope
+        if not template_takes_tools(template):
+            raise ValueError(f"tool_format='native': the chat template of {self.model_name!r} "
+                             "does not render tools; set chat_template to one that does, or "
+                             "use the envelope")
+        return NativeParsed(self.model_name, messages, tools, tool_choice,
+                            self._parser_class(client), client.engine.tokenizer)
+
+    def _parser_class(self, client: EmbeddedClient) -> type:
+        """vLLM's parser for ``tool_parser`` (its ``ParserManager``, as ``vllm serve``)."""
+        from vllm.parser import ParserManager
+
+        if self._parser_cls is None:
+            self._parser_cls = ParserManager.get_parser(
+                tool_parser_name=self.tool_parser, enable_auto_tools=True,
+                model_name=self.model_name, tokenizer=client.engine.tokenizer)
+        return self._parser_cls
+
     # -- engines ----------------------------------------------------------------------------
     def embedded_engine(self) -> AutellixEngine | None:
         """The in-process engine this model calls (started on first use; shared by every
@@ -290,28 +354,24 @@ class _Call:
         self.model = model
         self.started = False
         self.text: list[str] = []
+        self.streamed: list[str] = []
         self.result: CallResult | None = None
-        tools = kwargs.pop("tools", None)
-        tool_choice = kwargs.pop("tool_choice", None)
-        response_schema = kwargs.pop("response_schema", None)
+        self.tools = kwargs.pop("tools", None)
+        self.tool_choice = kwargs.pop("tool_choice", None)
+        self.response_schema = kwargs.pop("response_schema", None)
         kwargs.pop("ls_structured_output_format", None)
         kwargs.pop("stream", None)
         requested = kwargs.pop("model", model.model_name)
         if requested != model.model_name:
             msg = f"This engine serves {model.model_name!r}; a call cannot ask for {requested!r}"
             raise ValueError(msg)
-        callable_tools, allow_text = _convert.selected_tools(tools or [], tool_choice)
-        self.tool_mode = bool(callable_tools)
-        # Under "auto" a plain answer streams from inside its envelope as it comes.
-        self.answer = ResponseText() if self.tool_mode and allow_text else None
-        schema = (_convert.tool_output_schema(callable_tools, allow_text)
-                  if self.tool_mode else response_schema)
-        params = {**model._default_params(), **kwargs}
+        _convert.selected_tools(self.tools or [], self.tool_choice)  # unknown names raise
+        self.messages = messages
+        self.params = {**model._default_params(), **kwargs}
         if stop or model.stop:
-            params["stop"] = stop or model.stop
-        if schema is not None:
-            params["json_schema"] = schema
-        chat = _convert.to_chat_messages(messages, tools, tool_choice)
+            self.params["stop"] = stop or model.stop
+        self.format: ToolFormat | None = None  # chosen with the client (``client()``)
+        self.request: CallRequest | None = None
         config = ensure_config()
         metadata = config.get("metadata") or {}
         callbacks = config.get("callbacks")
@@ -321,18 +381,27 @@ class _Call:
         ctx = handler.call_context(self.enclosing, metadata.get(programs.PROGRAM_ID_KEY))
         self.thread = str(metadata.get("langgraph_checkpoint_ns")
                           or metadata.get("langgraph_node") or "main")
-        self.span = self._start_span(ctx, params, chat)
+        self.span = self._start_span(ctx, self.params)
         carrier: dict[str, str] = {}
         TraceContextTextMapPropagator().inject(carrier, trace.set_span_in_context(self.span))
-        self.request = CallRequest(chat, ctx.program_id, self.thread, params, carrier)
+        self.carrier = carrier
         self.program_id = ctx.program_id
 
     def client(self) -> EngineClient:
         client = self.model._resolve_client()
+        if self.request is None:
+            self.format = self.model._tool_format_for(client, self.messages, self.tools,
+                                                      self.tool_choice, self.response_schema)
+            params = {**self.params, **self.format.guided}
+            self.request = CallRequest(self.format.messages, self.program_id, self.thread,
+                                       params, self.carrier, self.format.tools,
+                                       self.format.tool_choice, self.model.chat_template)
+            if self.model.capture_content:
+                self.span.set_attribute(A.INPUT_MESSAGES, _json(self.format.messages))
         programs.handler().record_call(self.enclosing, client, self.thread)
         return client
 
-    def _start_span(self, ctx: programs.CallContext, params: dict, chat: list) -> trace.Span:
+    def _start_span(self, ctx: programs.CallContext, params: dict) -> trace.Span:
         attrs: dict[str, Any] = {
             A.OPERATION: "chat", A.PROVIDER: PROVIDER, A.REQUEST_MODEL: self.model.model_name,
             A.POLICY: self.model.policy, A.THREAD_ID: self.thread,
@@ -343,10 +412,6 @@ class _Call:
             attrs[A.REQUEST_MAX_TOKENS] = params["max_tokens"]
         if "temperature" in params:
             attrs[A.REQUEST_TEMPERATURE] = params["temperature"]
-        if self.model.capture_content:
-            import json
-
-            attrs[A.INPUT_MESSAGES] = json.dumps(chat)
         parent = trace.set_span_in_context(ctx.parent_span) if ctx.parent_span else None
         tracer = trace.get_tracer("autellix_lg")
         return tracer.start_span(f"chat {self.model.model_name}", context=parent,
@@ -357,20 +422,20 @@ class _Call:
         self.text.append(chunk.text)
         if chunk.result is not None:
             self.result = chunk.result
-        text = chunk.text if not self.tool_mode else (
-            self.answer.feed(chunk.text) if self.answer is not None else "")
+        assert self.format is not None
+        text = self.format.visible(chunk)
         if text:
+            self.streamed.append(text)
             yield ChatGenerationChunk(message=AIMessageChunk(content=text))
 
     def finish(self) -> ChatGenerationChunk:
         """The last chunk: tool calls (if any), usage and response metadata."""
+        assert self.format is not None
         text = "".join(self.text)
-        content, tool_calls = "", []
-        if self.tool_mode:
-            content, tool_calls = _convert.parse_tool_output(text)
-            sent = self.answer.sent if self.answer is not None else ""
-            if sent and content.startswith(sent):
-                content = content[len(sent):]  # the rest: chunks add up to the answer
+        content, tool_calls = self.format.finish(text, self.result)
+        sent = "".join(self.streamed)
+        if content.startswith(sent):
+            content = content[len(sent):]  # the rest: chunks add up to the answer
         res = self.result
         finish_reason = res.finish_reason if res else "stop"
         if tool_calls:
@@ -388,7 +453,7 @@ class _Call:
         message = AIMessageChunk(
             content=content,
             tool_call_chunks=[
-                tool_call_chunk(name=c["name"], args=_json(c["args"]), id=c["id"], index=i)
+                tool_call_chunk(name=c.name, args=c.arguments, id=c.id, index=i)
                 for i, c in enumerate(tool_calls)
             ],
             usage_metadata=usage,

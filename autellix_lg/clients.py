@@ -42,6 +42,12 @@ class CallRequest:
     thread: str
     params: dict[str, Any]  # sampling params incl. max_tokens, json_schema
     trace_context: dict[str, str] = field(default_factory=dict)
+    #: OpenAI tool definitions for the chat template (native tool calling), else None.
+    tools: list[dict[str, Any]] | None = None
+    #: OpenAI ``tool_choice`` for a server that parses tool calls itself.
+    tool_choice: str | dict[str, Any] | None = None
+    #: The chat template of this call (None: the engine's).
+    chat_template: str | None = None
 
 
 class EngineClient(Protocol):
@@ -159,7 +165,8 @@ class EmbeddedClient:
                 eng.ensure_program(request.program_id)
             return eng.stream(
                 request.messages, program_id=request.program_id, thread=request.thread,
-                trace_context=request.trace_context, **request.params,
+                trace_context=request.trace_context, tools=request.tools,
+                chat_template=request.chat_template, **request.params,
             )
 
         return make
@@ -311,6 +318,11 @@ class RemoteClient:
         if schema is not None:
             params["response_format"] = {"type": "json_schema",
                                          "json_schema": {"name": "output", "schema": schema}}
+        if request.tools is not None:
+            params["tools"] = request.tools
+            params["tool_choice"] = request.tool_choice
+        if request.chat_template is not None:  # vLLM's request field (a server may refuse it)
+            params["chat_template"] = request.chat_template
         return dict(model=self.model_name, messages=request.messages, stream=True,
                     stream_options={"include_usage": True}, extra_headers=headers,
                     extra_body=params, timeout=timeout)
@@ -396,6 +408,7 @@ class _ResultBuilder:
         self.stats: dict[str, Any] | None = None  # the server's CallStats, on the usage chunk
         self.policy = ""  # the policy the server ran (``autellix.policy`` of the response)
         self.call_id = ""
+        self.tool_calls: dict[int, dict[str, str]] = {}  # by index: id, name, arguments
 
     def feed(self, chunk: Any) -> list[StreamChunk]:
         self.call_id = chunk.id or self.call_id
@@ -409,6 +422,8 @@ class _ResultBuilder:
         out = []
         for choice in chunk.choices:
             self.finish = choice.finish_reason or self.finish
+            for delta in choice.delta.tool_calls or ():
+                self._add_tool_call(delta)
             if choice.delta.content:
                 if self.first_token is None:
                     self.first_token = time.monotonic()
@@ -416,9 +431,18 @@ class _ResultBuilder:
                 out.append(StreamChunk(choice.delta.content, ()))
         return out
 
+    def _add_tool_call(self, delta: Any) -> None:
+        """A streamed tool-call piece (OpenAI's deltas: id and name once, the
+        arguments' JSON text in pieces)."""
+        call = self.tool_calls.setdefault(delta.index, {"id": "", "name": "", "arguments": ""})
+        call["id"] = delta.id or call["id"]
+        if delta.function is not None:
+            call["name"] += delta.function.name or ""
+            call["arguments"] += delta.function.arguments or ""
+
     def final(self) -> StreamChunk:
         from autellix_engine.core.stats import CallStats
-        from autellix_engine.frontend.results import CallResult, Usage
+        from autellix_engine.frontend.results import CallResult, ToolCall, Usage
 
         prompt, completion, cached = openai_http.usage_counts(self.usage)
         usage = Usage(prompt, completion, cached)
@@ -429,5 +453,7 @@ class _ResultBuilder:
             time.monotonic() - self.submitted, ttft,
             self.request.program_id or "", self.request.thread, self.call_id,
             policy=self.policy,
+            tool_calls=tuple(ToolCall(c["id"] or f"call_{i}", c["name"], c["arguments"])
+                             for i, c in sorted(self.tool_calls.items())),
         )
         return StreamChunk("", (), self.finish or "stop", result)

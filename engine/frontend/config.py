@@ -84,6 +84,8 @@ class EngineConfig:
             and reloaded by its next call); an ended program's go at once, an idle
             one's after ``policy_config.program_ttl_s``. Default off: a stock vLLM
             prefix cache (least recently freed first).
+        chat_template: the Jinja chat template that renders chat prompts (text or a
+            file path, as ``vllm serve --chat-template``). Default: the tokenizer's.
         otlp_traces_endpoint: turn on vLLM's own request tracing (its ``llm_request``
             spans, parented to the caller's ``traceparent``) and export it here.
         vllm_kwargs: any other ``vllm.AsyncEngineArgs`` field, by vLLM's name
@@ -138,6 +140,7 @@ class EngineConfig:
     preemption_mode: str = "auto"
     swap_space_bytes: int | None = None
     kv_retention: bool = False
+    chat_template: str | None = None
     otlp_traces_endpoint: str | None = None
     vllm_kwargs: dict[str, Any] = field(default_factory=dict)
     replicas: int | None = None

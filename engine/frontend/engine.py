@@ -45,6 +45,7 @@ from autellix_engine.frontend.backends.base import (
 )
 from autellix_engine.frontend.backends.embedded import EmbeddedBackend
 from autellix_engine.frontend.backends.http import HttpBackend
+from autellix_engine.frontend.chat_render import load_template, render_chat
 from autellix_engine.frontend.config import EngineConfig
 from autellix_engine.frontend.logs import announce
 from autellix_engine.frontend.pool import PoolCounters, ReplicaPool, ReplicaState
@@ -90,6 +91,7 @@ class AutellixEngine:
         self._totals = Tally()  # over this front end's finished calls
         self._collector: asyncio.Task | None = None
         self._tokenizer: Any = None
+        self._chat_template = load_template(base.chat_template)
         self._max_model_len: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
@@ -153,6 +155,14 @@ class AutellixEngine:
         """The model's Hugging Face tokenizer (available once started)."""
         self._ensure_running()
         return self._tokenizer
+
+    @property
+    def chat_template(self) -> str | None:
+        """The chat template that renders chat prompts (``EngineConfig.chat_template``,
+        else the tokenizer's; available once started)."""
+        if self._chat_template is not None:
+            return self._chat_template
+        return None if self._tokenizer is None else self._tokenizer.chat_template
 
     @property
     def model_name(self) -> str:
@@ -250,7 +260,9 @@ class AutellixEngine:
         self, prompt: Prompt, *, program_id: str | None = None, thread: str = "main",
         max_tokens: int | None = DEFAULT_MAX_TOKENS, json_schema: dict | None = None,
         trace_context: dict[str, str] | None = None, priority: int = 0,
-        remaining_work: float | None = None, call_id: str | None = None, **params: Any,
+        remaining_work: float | None = None, call_id: str | None = None,
+        tools: list[dict[str, Any]] | None = None, chat_template: str | None = None,
+        structural_tag: str | None = None, **params: Any,
     ) -> AsyncIterator[StreamChunk]:
         """Run one call, yielding text as it is generated.
 
@@ -260,8 +272,16 @@ class AutellixEngine:
             program_id: the program the call belongs to. Unknown ids create the program;
                 None makes the call a program of its own.
             thread: label of the call's thread within its program.
+            tools: OpenAI tool definitions for the chat template (native tool calling:
+                the template shows them to the model; chat prompts only). Assistant
+                messages may carry ``tool_calls`` and tool results ``tool_call_id``.
+            chat_template: this call's chat template (text or a file path), instead of
+                the engine's (``EngineConfig.chat_template``, else the tokenizer's).
             max_tokens: output cap (None: up to the context length).
             json_schema: constrain the output to this JSON schema (guided decoding).
+            structural_tag: constrain the output by an xgrammar structural tag (JSON
+                text; vLLM's ``structured_outputs.structural_tag``): how vLLM's tool
+                parsers hold a call to the model's native tool format.
             trace_context: W3C trace headers (``traceparent``, ``tracestate``) of the
                 caller's span. ``traceparent`` rides with the request into the engine
                 core (``extra_args``); both go to vLLM's own tracing when it is
@@ -287,8 +307,8 @@ class AutellixEngine:
                 try).
         """
         self._ensure_running()
-        prompt_ids = self._encode(prompt)
-        sampling = Sampling.from_params(max_tokens, json_schema, **params)
+        prompt_ids = self._encode(prompt, tools, chat_template)
+        sampling = Sampling.from_params(max_tokens, json_schema, structural_tag, **params)
         if sampling.max_tokens is None and self._max_model_len is not None:
             sampling = sampling.with_max_tokens(self._max_model_len - len(prompt_ids))
         self._check_priority(priority)
@@ -414,19 +434,19 @@ class AutellixEngine:
         if not self.is_running:
             raise EngineNotRunningError("No replica of the engine is running")
 
-    def _encode(self, prompt: Prompt) -> list[int]:
+    def _encode(self, prompt: Prompt, tools: list[dict[str, Any]] | None = None,
+                chat_template: str | None = None) -> list[int]:
         tok = self._tokenizer
+        is_chat = isinstance(prompt, Sequence) and not isinstance(prompt, str) and bool(
+            prompt) and all(isinstance(m, dict) for m in prompt)
+        if tools is not None and not is_chat:
+            raise InvalidRequestError("tools need a chat prompt (a list of messages)")
         if isinstance(prompt, str):
             check_text(prompt, "The prompt")
             ids = tok.encode(prompt)
-        elif isinstance(prompt, Sequence) and prompt and all(isinstance(m, dict) for m in prompt):
-            for m in prompt:
-                if "role" not in m or "content" not in m:
-                    raise InvalidRequestError(f"Chat message without role/content: {m!r}")
-                for value in m.values():
-                    if isinstance(value, str):
-                        check_text(value, "A chat message")
-            text = tok.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
+        elif is_chat:
+            template = self._chat_template if chat_template is None else _template(chat_template)
+            text = render_chat(tok, prompt, tools, template)
             ids = tok.encode(text, add_special_tokens=False)
         elif isinstance(prompt, Sequence) and prompt and all(
             isinstance(t, int) and not isinstance(t, bool) for t in prompt
@@ -452,6 +472,13 @@ class AutellixEngine:
             raise PromptTooLongError(msg)
         return ids
 
+
+
+def _template(template: Any) -> str | None:
+    if not isinstance(template, str):
+        raise InvalidRequestError("chat_template must be a string (a template or a path)")
+    check_text(template, "chat_template")
+    return load_template(template)
 
 
 class _Output:

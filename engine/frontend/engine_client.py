@@ -13,8 +13,9 @@ header or ``vllm_xargs.session_id``, as vLLM reads them), else what the server p
 a program of its own.
 
 The serving layer needs the model's vLLM configuration, renderer and input processor;
-they come from the first embedded replica (every replica runs the same model), so
-this client needs embedded replicas only.
+they come from the first embedded replica (every replica runs the same model), or, for
+a front end over remote replicas only, are built here as ``AsyncLLM`` builds them
+(the calls then travel as token ids: ``backends.http_native``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from autellix_engine.core.errors import (
 )
 from autellix_engine.frontend.backends.embedded import EmbeddedBackend
 from autellix_engine.frontend.engine import AutellixEngine
+from autellix_engine.frontend.models import resolve_model
+from autellix_engine.frontend.vllm_setup import serving_parts
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,22 +66,22 @@ class ProgramEngineClient(EngineClient):
         ``max_tokens`` with the context left, so a cap, not a refusal)."""
         replicas = [s.index for s in engine.replicas()]
         backends = [engine.replica(i) for i in replicas]
-        embedded = [b for b in backends if isinstance(b, EmbeddedBackend)]
-        if len(embedded) != len(backends) or not embedded:
-            raise EngineNotRunningError(
-                "vLLM's OpenAI layer needs embedded replicas only (it reads their "
-                "RequestOutput); this engine has remote ones")
         self._engine = engine
         self._admit = admit
         self._max_tokens = max_tokens_limit
-        self._embedded = embedded
-        first = embedded[0].llm
-        if first is None:
-            raise EngineNotRunningError("Start the engine before serving it")
-        self.vllm_config = first.vllm_config
-        self.model_config = first.model_config
-        self.renderer = first.renderer
-        self.input_processor = first.input_processor
+        self._embedded = [b for b in backends if isinstance(b, EmbeddedBackend)]
+        self._own_renderer = not self._embedded
+        if self._embedded:
+            first = self._embedded[0].llm
+            if first is None:
+                raise EngineNotRunningError("Start the engine before serving it")
+            parts = first.vllm_config, first.renderer, first.input_processor
+        else:
+            config = engine.config
+            model = resolve_model(config.model, config.vllm_kwargs.get("revision"))
+            parts = serving_parts(config, model, engine.max_model_len)
+        self.vllm_config, self.renderer, self.input_processor = parts
+        self.model_config = self.vllm_config.model_config
 
     def _llms(self) -> list[Any]:
         return [b.llm for b in self._embedded if b.llm is not None]
@@ -156,11 +159,13 @@ class ProgramEngineClient(EngineClient):
         return None  # no KV transfer between replicas
 
     async def get_supported_tasks(self) -> tuple[Any, ...]:
-        return await self._llms()[0].get_supported_tasks()
+        llms = self._llms()
+        return await llms[0].get_supported_tasks() if llms else ("generate",)
 
-    # -- administration: every replica --------------------------------------------------
+    # -- administration: every embedded replica -----------------------------------------
     async def is_tracing_enabled(self) -> bool:
-        return await self._llms()[0].is_tracing_enabled()
+        llms = self._llms()
+        return await llms[0].is_tracing_enabled() if llms else False
 
     async def do_log_stats(self) -> None:
         for llm in self._llms():
@@ -213,4 +218,7 @@ class ProgramEngineClient(EngineClient):
         return False
 
     def shutdown(self, timeout: float | None = None) -> None:
-        return None  # the engine's owner (``autellix serve``) closes it
+        # The engine's owner (``autellix serve``) closes the engine; a renderer built
+        # here is this client's.
+        if self._own_renderer:
+            self.renderer.shutdown()

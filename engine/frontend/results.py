@@ -30,6 +30,15 @@ class TokenLogprob:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A tool call read from a call's output by a tool parser."""
+
+    id: str
+    name: str
+    arguments: str  # JSON text, as OpenAI's API carries it
+
+
+@dataclass(frozen=True, slots=True)
 class CallResult:
     """The complete output of one call.
 
@@ -52,6 +61,7 @@ class CallResult:
     replica: int = 0  # index of the replica that ran it
     logprobs: tuple[TokenLogprob, ...] = ()  # per token, when the call asked for them
     policy: str = ""  # the policy that scheduled it (a remote server's own)
+    tool_calls: tuple[ToolCall, ...] = ()  # parsed by a remote server (native tools)
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,10 +43,14 @@ class Sampling:
     include_stop_str_in_output: bool | None = None
     logprobs: int | None = None  # per token: its logprob and the top-k alternatives
     json_schema: dict[str, Any] | None = None  # guided decoding (structured outputs)
+    #: guided decoding by an xgrammar structural tag (its JSON text): what vLLM's tool
+    #: parsers set for strict tool calling in a model's native format.
+    structural_tag: str | None = None
 
     @classmethod
     def from_params(cls, max_tokens: int | None = DEFAULT_MAX_TOKENS,
-                    json_schema: dict | None = None, **params: Any) -> Sampling:
+                    json_schema: dict | None = None, structural_tag: str | None = None,
+                    **params: Any) -> Sampling:
         """Validate call arguments: each value must have its field's type (an ``int``
         field takes an int, never ``"123"`` or ``True``; a ``float`` field takes an int
         or a float), then vLLM's own value checks.
@@ -66,7 +70,8 @@ class Sampling:
             # core cannot decode would kill its input thread after the call was
             # accepted; it must be refused here.
             sampling = msgspec.convert({"max_tokens": max_tokens, "json_schema": json_schema,
-                                        **params}, cls, strict=True)
+                                        "structural_tag": structural_tag, **params}, cls,
+                                       strict=True)
         except msgspec.ValidationError as e:
             raise InvalidRequestError(f"Invalid sampling parameter: {e}") from None
         if sampling.max_tokens is not None and sampling.max_tokens < 1:
@@ -77,6 +82,10 @@ class Sampling:
             _check_number(name, getattr(sampling, name))
         if json_schema is not None:
             _check_json(json_schema)
+        if json_schema is not None and structural_tag is not None:
+            raise InvalidRequestError("json_schema and structural_tag exclude each other")
+        if structural_tag is not None:
+            check_text(structural_tag, "structural_tag")
         sampling.vllm_params()  # vLLM's checks (ranges, types), raised as ours
         return sampling
 
@@ -90,8 +99,11 @@ class Sampling:
         from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
         values = {k: v for k, v in self.request_fields().items() if k != "structured_outputs"}
-        structured = None if self.json_schema is None else StructuredOutputsParams(
-            json=self.json_schema)
+        structured = None
+        if self.json_schema is not None:
+            structured = StructuredOutputsParams(json=self.json_schema)
+        elif self.structural_tag is not None:
+            structured = StructuredOutputsParams(structural_tag=self.structural_tag)
         try:
             params = SamplingParams(output_kind=RequestOutputKind.DELTA,
                                     structured_outputs=structured, extra_args=extra_args,
@@ -109,6 +121,8 @@ class Sampling:
                 continue
             if name == "json_schema":
                 out["structured_outputs"] = {"json": value}
+            elif name == "structural_tag":
+                out["structured_outputs"] = {"structural_tag": value}
             else:
                 out[name] = list(value) if isinstance(value, tuple) else value
         if self.max_tokens is None:
@@ -171,6 +185,6 @@ def _check_number(key: str, value: Any) -> None:
                 raise InvalidRequestError(f"{key} must fit in {bits + 1} bits, got {v}")
 
 
-#: Sampling keys a call accepts besides ``max_tokens`` and ``json_schema``.
+#: Sampling keys a call accepts besides ``max_tokens`` and the guided-decoding ones.
 SAMPLING_KEYS = tuple(f.name for f in fields(Sampling)
-                      if f.name not in ("max_tokens", "json_schema"))
+                      if f.name not in ("max_tokens", "json_schema", "structural_tag"))

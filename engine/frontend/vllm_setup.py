@@ -32,3 +32,23 @@ def is_engine_dead(error: BaseException) -> bool:
     from vllm.v1.engine.exceptions import EngineDeadError
 
     return isinstance(error, EngineDeadError)
+
+
+def serving_parts(config: EngineConfig, model: ResolvedModel,
+                  max_model_len: int | None) -> tuple[Any, Any, Any]:
+    """What vLLM's OpenAI layer needs of a model without a local engine (a front end
+    over remote replicas only): its ``VllmConfig``, renderer and input processor, built
+    as ``AsyncLLM`` builds them, for the context length the replicas serve."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from vllm.renderers import renderer_from_config
+    from vllm.usage.usage_lib import UsageContext
+    from vllm.v1.engine.input_processor import InputProcessor
+
+    from autellix_engine.frontend.vllm_args import engine_args
+
+    args = engine_args(config, model)
+    if max_model_len is not None:
+        args.max_model_len = max_model_len
+    vllm_config = args.create_engine_config(UsageContext.OPENAI_API_SERVER)
+    renderer = renderer_from_config(vllm_config)
+    return vllm_config, renderer, InputProcessor(vllm_config, renderer)

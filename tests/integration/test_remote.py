@@ -123,6 +123,56 @@ async def test_a_bad_request_fails_alone_and_the_replica_stays(remote_server):
         assert all(lp.top[0][0] == lp.token_id for lp in out.logprobs)  # greedy
 
 
+async def test_vllms_layer_over_a_remote_only_pool(remote_server):
+    """vLLM's own OpenAI layer in front of remote replicas: calls travel as token ids
+    (rendering, tool parsing and detokenizing happen in the front end), and streaming,
+    non-streaming, ``n``, logprobs and usage come back as from an embedded engine; a
+    setting the bridge cannot carry is a 400, and the service stays."""
+    import openai
+
+    from autellix_engine.server import ServerSettings
+    from autellix_engine.server.vllm_app import build_vllm_app
+    from tests.integration.test_vllm_layer import serving
+
+    _, url = remote_server
+    async with AutellixEngine(replace(CONFIG, remote_urls=(url,))) as remote:
+        app = await build_vllm_app(remote, ServerSettings())
+        server, task, front = await serving(app)
+        try:
+            client = openai.AsyncOpenAI(base_url=f"{front}/v1", api_key="x", max_retries=0)
+            messages = [{"role": "user", "content": "Name a colour."}]
+            chat = await client.chat.completions.create(
+                model="smollm2", messages=messages, max_tokens=8, temperature=0.0,
+                logprobs=True, top_logprobs=2, extra_headers={"X-Session-ID": "conv-1"})
+            choice = chat.choices[0]
+            assert choice.message.content and chat.usage.completion_tokens == 8
+            assert len(choice.logprobs.content) == 8
+            assert all(len(t.top_logprobs) == 2 for t in choice.logprobs.content)
+            assert remote.is_program_running("anon/conv-1")
+            stream = await client.chat.completions.create(
+                model="smollm2", messages=messages, max_tokens=8, temperature=0.0,
+                stream=True, stream_options={"include_usage": True})
+            pieces, usage = [], None
+            async for chunk in stream:
+                pieces += [c.delta.content or "" for c in chunk.choices]
+                usage = chunk.usage or usage
+            assert "".join(pieces) == choice.message.content  # greedy: the same answer
+            assert usage.completion_tokens == 8
+            two = await client.completions.create(model="smollm2", prompt="Once upon",
+                                                  max_tokens=4, n=2, temperature=1.0, seed=1)
+            assert sorted(c.index for c in two.choices) == [0, 1]
+            with pytest.raises(openai.BadRequestError):
+                await client.completions.create(model="smollm2", prompt="hi", max_tokens=2,
+                                                extra_body={"prompt_logprobs": 1})
+            again = await client.completions.create(model="smollm2", prompt="hi",
+                                                    max_tokens=2)
+            assert again.usage.completion_tokens == 2
+            assert remote.active_calls() == 0
+        finally:
+            server.should_exit = True
+            await task
+
+
 async def test_mixed_pool_spreads_calls_and_survives_the_remote_dying(remote_server):
     proc, url = remote_server
     pool = AutellixEngine(replace(CONFIG, replicas=1, remote_urls=(url,), routing="least_used",

@@ -234,3 +234,30 @@ async def test_the_server_reports_a_replica_fault_as_503_or_an_error_event(front
         assert json.loads(events[0])["choices"][0]["text"] == "a"
         assert "error" in json.loads(events[-2])
     assert _no_active_calls(eng)
+
+
+def test_a_native_call_travels_under_vllms_own_names():
+    """A call of vLLM's layer as a ``/v1/completions`` body: set fields by vLLM's
+    names, guided decoding as ``structured_outputs``, the program tag beside the
+    request's own ``vllm_xargs``; what the bridge cannot carry is refused."""
+    from vllm import SamplingParams
+    from vllm.sampling_params import StructuredOutputsParams
+
+    from autellix_engine.core.errors import InvalidRequestError
+    from autellix_engine.frontend.backends.http_native import completion_body
+
+    params = SamplingParams(max_tokens=7, temperature=0.5, stop=["x"], logit_bias={3: 1.0},
+                            structured_outputs=StructuredOutputsParams(json={"type": "object"}),
+                            extra_args={"mine": 1})
+    prompt, body = completion_body(params, {"type": "token", "prompt_token_ids": [1, 2]},
+                                   {"autellix": "tag"})
+    assert prompt == [1, 2]
+    assert body["max_tokens"] == 7 and body["temperature"] == 0.5 and body["stop"] == ["x"]
+    assert body["logit_bias"] == {"3": 1.0}
+    assert body["structured_outputs"] == {"json": {"type": "object"}}
+    assert body["vllm_xargs"] == {"mine": 1, "autellix": "tag"}
+    assert "top_p" not in body  # defaults stay the replica's
+    with pytest.raises(InvalidRequestError, match="prompt_logprobs"):
+        completion_body(SamplingParams(prompt_logprobs=1), {"prompt_token_ids": [1]}, {})
+    with pytest.raises(InvalidRequestError, match="token prompts"):
+        completion_body(params, {"type": "multimodal", "prompt_token_ids": [1]}, {})

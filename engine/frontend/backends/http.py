@@ -33,6 +33,11 @@ from autellix_engine.core.stats import CallStats, EngineGauges
 from autellix_engine.core.wire import GAUGES_KEY, STATS_KEY
 from autellix_engine.frontend import openai_http
 from autellix_engine.frontend.backends.base import BackendCall, Delta, Finish, NativeSampling
+from autellix_engine.frontend.backends.http_native import (
+    NativeOutputs,
+    completion_body,
+    token_id_of,
+)
 from autellix_engine.frontend.config import EngineConfig
 from autellix_engine.frontend.models import resolve_model
 from autellix_engine.frontend.openai_http import Failure
@@ -127,33 +132,39 @@ class HttpBackend:
     async def run(self, call: BackendCall) -> AsyncIterator[Delta | Finish]:
         if self._client is None:
             raise ReplicaError(f"Remote replica {self.name} is not started")
+        native = None
         if isinstance(call.sampling, NativeSampling):
-            # A remote replica answers in OpenAI responses, not vLLM's RequestOutput.
-            raise InvalidRequestError("A remote replica cannot run a call prepared by "
-                                      "vLLM's OpenAI layer; serve it with embedded replicas")
-        body = call.sampling.request_fields()
-        body.update(return_token_ids=True, priority=call.priority,
-                    vllm_xargs=call.tag.to_extra_args())
-        if call.sampling.logprobs is not None:
+            # vLLM's OpenAI layer prepared it: token ids in, RequestOutputs rebuilt from
+            # the token ids that come back (``http_native``).
+            prompt, body = completion_body(call.sampling.params, call.sampling.engine_input,
+                                           call.tag.to_extra_args())
+            native = NativeOutputs(call.request_id, prompt, call.sampling.params,
+                                   self.tokenizer)
+        else:
+            prompt, body = list(call.prompt_ids), call.sampling.request_fields()
+            body["vllm_xargs"] = call.tag.to_extra_args()
+        body.update(return_token_ids=True, priority=call.priority)
+        if body.get("logprobs") is not None:
             body["return_tokens_as_token_ids"] = True  # "token_id:<id>": ids, not text
         headers = {k: v for k, v in call.trace_context.items()
                    if k in ("traceparent", "tracestate")}
         headers["X-Request-Id"] = call.request_id
         try:
             stream = await self._client.completions.create(
-                model=self.config.model, prompt=list(call.prompt_ids), stream=True,
+                model=self.config.model, prompt=prompt, stream=True,
                 stream_options={"include_usage": True}, extra_body=body,
                 extra_headers=headers,
             )
         except openai.OpenAIError as e:
             raise self._error(e) from e
         try:
-            async for event in self._events(stream):
+            async for event in self._events(stream, native):
                 yield event
         finally:
             await stream.close()  # a cancelled call: vLLM aborts it on the disconnect
 
-    async def _events(self, stream: openai.AsyncStream) -> AsyncIterator[Delta | Finish]:
+    async def _events(self, stream: openai.AsyncStream,
+                      native: NativeOutputs | None) -> AsyncIterator[Delta | Finish]:
         finish: str | None = None
         stop_reason: int | str | None = None
         chunks = stream.__aiter__()
@@ -166,17 +177,26 @@ class HttpBackend:
                 raise self._error(e) from e
             for choice in chunk.choices:
                 ids = tuple((choice.model_extra or {}).get("token_ids") or ())
-                if choice.text or ids:
+                stop = (choice.model_extra or {}).get("stop_reason")
+                if native is not None:
+                    raw = native.add(choice.index, choice.text or "", ids, choice.logprobs,
+                                     choice.finish_reason, stop)
+                    if raw is not None:
+                        yield Delta(choice.text or "", ids, raw=raw)
+                elif choice.text or ids:
                     yield Delta(choice.text or "", ids, _logprobs(choice.logprobs, ids))
                 finish = choice.finish_reason or finish
-                stop_reason = (choice.model_extra or {}).get("stop_reason", stop_reason)
+                stop_reason = stop if stop is not None else stop_reason
             if chunk.usage is not None:
                 if finish is None:
                     break
+                cached = openai_http.usage_counts(chunk.usage)[2]
+                if native is not None:
+                    yield Delta("", (), raw=native.final(cached))
                 params = _params(chunk.model_extra)
                 self.gauges.update(params.get(GAUGES_KEY) or {})
                 data = params.get(STATS_KEY)
-                yield Finish(finish, stop_reason, openai_http.usage_counts(chunk.usage)[2],
+                yield Finish(finish, stop_reason, cached,
                              CallStats.from_dict(data) if isinstance(data, dict) else None)
                 return
         raise ReplicaError(f"Remote replica {self.name} ended the stream early")
@@ -211,14 +231,10 @@ def _logprobs(logprobs: Any, ids: tuple[int, ...]) -> tuple[TokenLogprob, ...]:
     tops = logprobs.top_logprobs or [None] * len(ids)
     out = []
     for token_id, logprob, top in zip(ids, logprobs.token_logprobs, tops, strict=False):
-        ranked = sorted(((_token_id(t), lp) for t, lp in (top or {}).items()),
+        ranked = sorted(((token_id_of(t), lp) for t, lp in (top or {}).items()),
                         key=lambda x: -x[1])
         out.append(TokenLogprob(token_id, logprob, tuple(ranked)))
     return tuple(out)
-
-
-def _token_id(token: str) -> int:
-    return int(token.removeprefix("token_id:"))
 
 
 def _params(extra: dict[str, Any] | None) -> dict[str, Any]:
