@@ -261,3 +261,40 @@ def test_a_native_call_travels_under_vllms_own_names():
         completion_body(SamplingParams(prompt_logprobs=1), {"prompt_token_ids": [1]}, {})
     with pytest.raises(InvalidRequestError, match="token prompts"):
         completion_body(params, {"type": "multimodal", "prompt_token_ids": [1]}, {})
+
+
+@pytest.mark.parametrize("kind", ["DELTA", "CUMULATIVE", "FINAL_ONLY"])
+def test_completion_chunks_become_vllms_request_outputs(kind):
+    """Two choices streamed as completion chunks, rebuilt in the output kind vLLM's
+    layer asked for; the output that finishes the request waits for the usage."""
+    from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind
+
+    from autellix_engine.frontend.backends.http_native import NativeOutputs
+
+    class Decoder:
+        def decode(self, ids):
+            return f"<{ids[0]}>"
+
+    params = SamplingParams(n=2, output_kind=getattr(RequestOutputKind, kind))
+    outputs = NativeOutputs("r1", [5, 6], params, Decoder())
+    chunks = [(0, "a", (1,), None, None), (1, "b", (2,), None, None),
+              (0, "c", (3,), "stop", None), (1, "d", (4,), "length", None)]
+    passed = [outputs.add(i, t, ids, None, f, s) for i, t, ids, f, s in chunks]
+    final = outputs.final(cached_tokens=2)
+    assert final.finished and final.num_cached_tokens == 2 and final.prompt_token_ids == [5, 6]
+    if kind == "FINAL_ONLY":
+        assert passed == [None] * 4
+        assert [(o.index, o.text, o.token_ids, o.finish_reason) for o in final.outputs] == [
+            (0, "ac", [1, 3], "stop"), (1, "bd", [2, 4], "length")]
+        return
+    assert passed[-1] is None  # held back: it finishes the request
+    assert not any(p.finished for p in passed[:3])
+    texts = [(p.outputs[0].index, p.outputs[0].text) for p in passed[:3]]
+    last = final.outputs[0]
+    if kind == "DELTA":
+        assert texts == [(0, "a"), (1, "b"), (0, "c")]
+        assert (last.index, last.text, last.finish_reason) == (1, "d", "length")
+    else:
+        assert texts == [(0, "a"), (1, "b"), (0, "ac")]
+        assert (last.index, last.text, last.finish_reason) == (1, "bd", "length")
