@@ -180,8 +180,8 @@ def build_parser(add_commands: AddCommands | None = None) -> argparse.ArgumentPa
     p.add_argument("--openai-layer", choices=("autellix", "vllm"), default="autellix",
                    help="autellix: our OpenAI server (any replicas; tools through a JSON "
                    "envelope); vllm: vLLM's own OpenAI application over our front end "
-                   "(embedded or remote replicas; /v1/responses, /tokenize, native tool calling, and "
-                   "every server flag of `vllm serve`: --chat-template, "
+                   "(embedded or remote replicas; /v1/responses, /tokenize, native tool "
+                   "calling, and every server flag of `vllm serve`: --chat-template, "
                    "--enable-auto-tool-choice, --tool-call-parser, --reasoning-parser, ...)")
     p.set_defaults(func=_serve)
 

@@ -334,14 +334,16 @@ class AutellixEngine:
         self, engine_input: Mapping[str, Any], params: Any, *, request_id: str,
         program_id: str | None = None, thread: str = "main", priority: int = 0,
         trace_context: dict[str, str] | None = None,
+        on_result: Callable[[CallResult], None] | None = None,
     ) -> AsyncIterator[Any]:
         """Run one call prepared by vLLM's own OpenAI layer and yield vLLM's
         ``RequestOutput`` objects as they come (what ``EngineClient.generate`` returns).
 
         ``engine_input`` is vLLM's rendered input (token ids, and whatever else its
         renderer put there) and ``params`` its validated ``SamplingParams``; both go to
-        the replica as they are, tagged with the program. Needs embedded replicas:
-        a remote replica returns OpenAI responses, not ``RequestOutput``.
+        the replica as they are, tagged with the program (a remote replica gets them
+        as token ids: ``backends.http_native``). ``on_result`` receives the call's
+        ``CallResult`` (usage, the scheduler's statistics) when it finishes.
         """
         self._ensure_running()
         prompt_ids = engine_input.get("prompt_token_ids") if isinstance(
@@ -354,9 +356,11 @@ class AutellixEngine:
         async with contextlib.aclosing(self._tracked(
                 tuple(prompt_ids), sampling, program_id, thread, request_id, priority,
                 _trace_headers(trace_context), None)) as events:
-            async for event, _ in events:
+            async for event, result in events:
                 if isinstance(event, Delta) and event.raw is not None:
                     yield event.raw
+                elif result is not None and on_result is not None:
+                    on_result(result)
 
     async def _tracked(
         self, prompt_ids: Sequence[int], sampling: Sampling | NativeSampling,

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 
 from vllm.engine.protocol import EngineClient
 from vllm.exceptions import GracefulHTTPError
@@ -37,6 +37,7 @@ from autellix_engine.core.errors import (
 from autellix_engine.frontend.backends.embedded import EmbeddedBackend
 from autellix_engine.frontend.engine import AutellixEngine
 from autellix_engine.frontend.models import resolve_model
+from autellix_engine.frontend.results import CallResult
 from autellix_engine.frontend.vllm_setup import serving_parts
 
 
@@ -47,6 +48,23 @@ class CallIdentity:
     scope: str = "anon"  # program ids are scoped per API key (``<scope>/<id>``)
     program_id: str | None = None
     thread_id: str = "main"
+    route: str = ""  # the request's path
+    headers: Mapping[str, str] = field(default_factory=dict)  # trace context (W3C)
+
+
+class CallObserver(Protocol):
+    """What watches one call for the server (its span): the trace context the call
+    carries into the engine, and the call's end."""
+
+    trace_context: dict[str, str]
+
+    def finish(self, result: CallResult | None = None, error: BaseException | None = None,
+               status: int | None = None) -> None:
+        ...
+
+
+#: Builds a call's observer: (identity, request id, program id, sampling params).
+ObserverFactory = Callable[[CallIdentity, str, str | None, Any], CallObserver]
 
 
 #: Set by the server per request (a context variable: it reaches the handler's task).
@@ -59,16 +77,19 @@ class ProgramEngineClient(EngineClient):
 
     def __init__(self, engine: AutellixEngine,
                  admit: Callable[[str], None] | None = None,
-                 max_tokens_limit: int | None = None) -> None:
+                 max_tokens_limit: int | None = None,
+                 observe: ObserverFactory | None = None) -> None:
         """``admit(scope)`` runs before a call starts a new program of that key's
         scope; it may refuse with a ``GracefulHTTPError`` (e.g. 429).
         ``max_tokens_limit`` caps each call's output (vLLM's layer fills an unset
-        ``max_tokens`` with the context left, so a cap, not a refusal)."""
+        ``max_tokens`` with the context left, so a cap, not a refusal). ``observe``
+        builds each call's observer (the server's span)."""
         replicas = [s.index for s in engine.replicas()]
         backends = [engine.replica(i) for i in replicas]
         self._engine = engine
         self._admit = admit
         self._max_tokens = max_tokens_limit
+        self._observe = observe
         self._embedded = [b for b in backends if isinstance(b, EmbeddedBackend)]
         self._own_renderer = not self._embedded
         if self._embedded:
@@ -134,16 +155,28 @@ class ProgramEngineClient(EngineClient):
         if (program_id is not None and self._admit is not None
                 and not self._engine.is_program_running(program_id)):
             self._admit(identity.scope)
+        observer = (self._observe(identity, request_id, program_id, sampling_params)
+                    if self._observe is not None else None)
+        trace_context = dict(trace_headers or identity.headers)
+        if observer is not None:
+            trace_context = observer.trace_context  # the engine call joins its span
         try:
             async for out in self._engine.stream_native(
                     prompt, sampling_params, request_id=request_id, program_id=program_id,
-                    thread=identity.thread_id, priority=priority,
-                    trace_context=dict(trace_headers or {})):
+                    thread=identity.thread_id, priority=priority, trace_context=trace_context,
+                    on_result=observer.finish if observer is not None else None):
                 yield out
         except (EngineNotRunningError, ReplicaError) as e:
+            _finish(observer, e, HTTPStatus.SERVICE_UNAVAILABLE)
             raise GracefulHTTPError(str(e), HTTPStatus.SERVICE_UNAVAILABLE) from e
         except ProgramEndedError as e:
+            _finish(observer, e, HTTPStatus.CONFLICT)
             raise GracefulHTTPError(str(e), HTTPStatus.CONFLICT) from e
+        except Exception as e:
+            _finish(observer, e, None)
+            raise
+        finally:
+            _finish(observer, None, None)  # a stream left early: the span still ends
 
     def encode(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("Pooling models are not served by this server")
@@ -222,3 +255,9 @@ class ProgramEngineClient(EngineClient):
         # here is this client's.
         if self._own_renderer:
             self.renderer.shutdown()
+
+
+def _finish(observer: CallObserver | None, error: BaseException | None,
+            status: int | None) -> None:
+    if observer is not None:
+        observer.finish(error=error, status=status)

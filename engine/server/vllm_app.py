@@ -42,6 +42,7 @@ from autellix_engine.server.app import PROGRAM_HEADER, THREAD_HEADER, _Server
 from autellix_engine.server.body import check_id
 from autellix_engine.server.errors import RequestError
 from autellix_engine.server.settings import ServerSettings
+from autellix_engine.server.spans import TRACE_HEADERS, CallSpan
 
 
 def vllm_server_args(engine: AutellixEngine, settings: ServerSettings,
@@ -72,9 +73,11 @@ async def build_vllm_app(engine: AutellixEngine, settings: ServerSettings | None
 
     settings = settings or ServerSettings()
     server = _Server(engine, settings)
-    client = ProgramEngineClient(engine, admit=_graceful(server._admit_program),
-                                 max_tokens_limit=settings.max_tokens_limit)
     args = vllm_server_args(engine, settings, frontend_flags)
+    served = (args.served_model_name or [args.model])[0]
+    client = ProgramEngineClient(engine, admit=_graceful(server._admit_program),
+                                 max_tokens_limit=settings.max_tokens_limit,
+                                 observe=_call_spans(served, engine.config.policy))
     tasks = await client.get_supported_tasks()
     app = build_app(args, tasks, client.model_config)
     await init_app_state(client, app.state, args, tasks)
@@ -87,6 +90,22 @@ async def build_vllm_app(engine: AutellixEngine, settings: ServerSettings | None
     app.state.server = server
     # Around vLLM's app (its middleware stack is built already): outermost.
     return _CallScope(app, server)
+
+
+def _call_spans(model: str, policy: str) -> Any:
+    """Each call's server span (``spans.CallSpan``: the caller's trace, the GenAI
+    attributes, the scheduler's record), the same as the default layer's."""
+
+    def observe(identity: CallIdentity, request_id: str, program_id: str | None,
+                params: Any) -> CallSpan:
+        route = identity.route
+        return CallSpan(identity.headers, route, chat=not route.endswith("/completions")
+                        or route.endswith("/chat/completions"), model=model, policy=policy,
+                        response_id=request_id, program_id=program_id,
+                        params={"max_tokens": params.max_tokens,
+                                "temperature": params.temperature})
+
+    return observe
 
 
 def _graceful(admit: Any) -> Any:
@@ -160,5 +179,7 @@ class _CallScope:
             key_scope = "invalid"  # vLLM's authentication answers 401 on /v1 routes
         program = headers.get(PROGRAM_HEADER)
         thread = headers.get(THREAD_HEADER)
+        trace_context = {h: headers[h] for h in TRACE_HEADERS if h in headers}
         return CallIdentity(key_scope, check_id(program, PROGRAM_HEADER) if program else None,
-                            check_id(thread, THREAD_HEADER) if thread else "main")
+                            check_id(thread, THREAD_HEADER) if thread else "main",
+                            scope["path"], trace_context)

@@ -301,3 +301,28 @@ async def test_a_key_over_its_program_cap_gets_429_and_ending_one_frees_it(atlas
     finally:
         server.should_exit = True
         await task
+
+
+async def test_a_call_is_a_server_span_in_the_callers_trace(vllm_server, span_exporter):
+    """The same server span as the default layer's: a child of the caller's
+    ``traceparent``, with the GenAI attributes and the scheduler's record."""
+    url, _ = vllm_server
+    trace_id, parent = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    span_exporter.clear()
+    async with httpx.AsyncClient(base_url=url, headers=auth()) as http:
+        response = await http.post("/v1/chat/completions", headers={
+            "traceparent": f"00-{trace_id}-{parent}-01", "X-Session-ID": "traced"}, json={
+            "model": "tiny", "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 3, "temperature": 0.0})
+    assert response.status_code == 200, response.text
+    await wait_until(lambda: any(s.name == "POST /v1/chat/completions"
+                                 for s in span_exporter.get_finished_spans()), 10, "span")
+    span = next(s for s in span_exporter.get_finished_spans()
+                if s.name == "POST /v1/chat/completions")
+    assert f"{span.context.trace_id:032x}" == trace_id
+    assert f"{span.parent.span_id:016x}" == parent
+    attrs = span.attributes
+    assert attrs["gen_ai.operation.name"] == "chat" and attrs["autellix.policy"] == "atlas"
+    assert attrs["gen_ai.usage.output_tokens"] == 3
+    assert attrs["autellix.program.id"].endswith("/traced")
+    assert attrs["http.response.status_code"] == 200
