@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from autellix_engine.core.errors import AutellixError
-from autellix_engine.core.wire import SERVER_KEY, STATS_KEY
+from autellix_engine.core.wire import POLICY_HEADER, SERVER_KEY, STATS_KEY
 from autellix_engine.frontend import openai_http
 from autellix_engine.frontend.config import EngineConfig
 from autellix_engine.frontend.engine import AutellixEngine
@@ -332,7 +332,10 @@ class RemoteClient:
 
         result = _ResultBuilder(request)
         try:
-            for chunk in self._sync.chat.completions.create(**self._arguments(request, timeout)):
+            raw = self._sync.chat.completions.with_raw_response.create(
+                **self._arguments(request, timeout))
+            result.read_headers(raw.headers)
+            for chunk in raw.parse():
                 yield from result.feed(chunk)
         except openai.OpenAIError as e:
             raise self._error(e, timeout) from e
@@ -345,8 +348,10 @@ class RemoteClient:
 
         result = _ResultBuilder(request)
         try:
-            stream = await self._async.chat.completions.create(**self._arguments(request, timeout))
-            async for chunk in stream:
+            raw = await self._async.chat.completions.with_raw_response.create(
+                **self._arguments(request, timeout))
+            result.read_headers(raw.headers)
+            async for chunk in raw.parse():
                 for out in result.feed(chunk):
                     yield out
         except openai.OpenAIError as e:
@@ -430,6 +435,11 @@ class _ResultBuilder:
                 self.text.append(choice.delta.content)
                 out.append(StreamChunk(choice.delta.content, ()))
         return out
+
+    def read_headers(self, headers: Any) -> None:
+        """The policy the server ran, from its ``X-Autellix-Policy`` response header
+        (vLLM's layer: its response bodies are exactly vLLM's)."""
+        self.policy = headers.get(POLICY_HEADER) or self.policy
 
     def _add_tool_call(self, delta: Any) -> None:
         """A streamed tool-call piece (OpenAI's deltas: id and name once, the

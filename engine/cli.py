@@ -177,12 +177,13 @@ def build_parser(add_commands: AddCommands | None = None) -> argparse.ArgumentPa
     p.add_argument("--remote", action="append",
                    help="URL of a remote replica (autellix replica), repeatable")
     p.add_argument("--routing", default="locality", help="locality, least_used, round_robin")
-    p.add_argument("--openai-layer", choices=("autellix", "vllm"), default="autellix",
-                   help="autellix: our OpenAI server (any replicas; tools through a JSON "
-                   "envelope); vllm: vLLM's own OpenAI application over our front end "
+    p.add_argument("--openai-layer", choices=("autellix", "vllm"), default="vllm",
+                   help="vllm (default): vLLM's own OpenAI application over our front end "
                    "(embedded or remote replicas; /v1/responses, /tokenize, native tool "
                    "calling, and every server flag of `vllm serve`: --chat-template, "
-                   "--enable-auto-tool-choice, --tool-call-parser, --reasoning-parser, ...)")
+                   "--enable-auto-tool-choice, --tool-call-parser, --reasoning-parser, ...); "
+                   "autellix: our own OpenAI server (chat and completions, tools through a "
+                   "JSON envelope, program ids and statistics in each response)")
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("replica", help="a remote replica: vllm serve with our scheduler",

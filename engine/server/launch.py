@@ -46,7 +46,7 @@ class _Uvicorn(uvicorn.Server):
         yield
 
 
-def serve(config: EngineConfig, settings: ServerSettings, *, openai_layer: str = "autellix",
+def serve(config: EngineConfig, settings: ServerSettings, *, openai_layer: str = "vllm",
           frontend_flags: Sequence[str] = ()) -> int:
     """Run the server until a stop signal; returns the exit status.
 

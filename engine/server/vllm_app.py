@@ -28,8 +28,9 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from autellix_engine.core.wire import POLICY_HEADER
 from autellix_engine.frontend.engine import AutellixEngine
 from autellix_engine.frontend.engine_client import (
     CALL_IDENTITY,
@@ -156,9 +157,17 @@ class _CallScope:
         except RequestError as e:
             await JSONResponse(e.body(), status_code=e.status)(scope, receive, send)
             return
+        policy = self.server.engine.config.policy.encode()
+
+        async def send_with_policy(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (POLICY_HEADER.lower().encode(), policy)]}
+            await send(message)
+
         token = CALL_IDENTITY.set(identity)
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_with_policy)
         finally:
             CALL_IDENTITY.reset(token)
 

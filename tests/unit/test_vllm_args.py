@@ -188,8 +188,11 @@ def test_the_vllm_layer_takes_vllm_serve_flags_and_the_autellix_layer_refuses_th
     assert args.frontend_flags == [
         "--chat-template", "t.jinja", "--enable-auto-tool-choice", "--tool-call-parser",
         "hermes", "--allowed-origins", '["*"]', "--disable-fastapi-docs", "--root-path", "/api"]
+    assert parse_args(["serve", "--model", "tiny", "--chat-template", "t.jinja"]
+                      ).frontend_flags == ["--chat-template", "t.jinja"]  # the default layer
     with pytest.raises(SystemExit):
-        parse_args(["serve", "--model", "tiny", "--chat-template", "t.jinja"])
+        parse_args(["serve", "--model", "tiny", "--openai-layer", "autellix",
+                    "--chat-template", "t.jinja"])
     with pytest.raises(SystemExit):
         parse_args(["serve", "--openai-layer", "vllm", "--no-such-flag"])
     with pytest.raises(SystemExit):  # vLLM's own check of the value
