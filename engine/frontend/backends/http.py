@@ -36,7 +36,7 @@ from autellix_engine.frontend.backends.base import BackendCall, Delta, Finish, N
 from autellix_engine.frontend.backends.http_native import (
     NativeOutputs,
     completion_body,
-    token_id_of,
+    token_positions,
 )
 from autellix_engine.frontend.config import EngineConfig
 from autellix_engine.frontend.models import resolve_model
@@ -226,15 +226,8 @@ class HttpBackend:
 
 def _logprobs(logprobs: Any, ids: tuple[int, ...]) -> tuple[TokenLogprob, ...]:
     """vLLM's completion logprobs (tokens as ``token_id:<id>``) as ours."""
-    if logprobs is None or not logprobs.token_logprobs:
-        return ()
-    tops = logprobs.top_logprobs or [None] * len(ids)
-    out = []
-    for token_id, logprob, top in zip(ids, logprobs.token_logprobs, tops, strict=False):
-        ranked = sorted(((token_id_of(t), lp) for t, lp in (top or {}).items()),
-                        key=lambda x: -x[1])
-        out.append(TokenLogprob(token_id, logprob, tuple(ranked)))
-    return tuple(out)
+    return tuple(TokenLogprob(token_id, logprob, tuple(ranked))
+                 for token_id, logprob, ranked in token_positions(logprobs, ids))
 
 
 def _params(extra: dict[str, Any] | None) -> dict[str, Any]:

@@ -15,6 +15,7 @@ refused with ``InvalidRequestError`` (a 400 naming it), never dropped.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,7 +41,7 @@ def completion_body(params: Any, engine_input: Mapping[str, Any],
     if kind != "token" or not prompt:  # multimodal or encoder-decoder input
         raise InvalidRequestError(f"A remote replica takes token prompts only, not a "
                                   f"{kind!r} input")
-    default = type(params)()
+    default = _defaults(type(params))
     body: dict[str, Any] = {}
     for name in type(params).__struct_fields__:  # SamplingParams is a msgspec struct
         if name.startswith("_") or name in LOCAL_ONLY:
@@ -64,6 +65,12 @@ def completion_body(params: Any, engine_input: Mapping[str, Any],
     if "cache_salt" in engine_input:
         body["cache_salt"] = engine_input["cache_salt"]
     return list(prompt), body
+
+
+@functools.cache
+def _defaults(kind: type) -> Any:
+    """vLLM's default ``SamplingParams`` (unset fields stay the replica's)."""
+    return kind()
 
 
 class NativeOutputs:
@@ -131,13 +138,11 @@ class NativeOutputs:
         ``{token id: Logprob}``, ranked as the replica ranked them."""
         from vllm.logprobs import Logprob
 
-        if logprobs is None or not logprobs.token_logprobs:
+        positions = token_positions(logprobs, ids)
+        if not positions:
             return None
-        tops = logprobs.top_logprobs or [None] * len(ids)
         out = []
-        for token_id, logprob, top in zip(ids, logprobs.token_logprobs, tops, strict=False):
-            ranked = sorted(((token_id_of(t), lp) for t, lp in (top or {}).items()),
-                            key=lambda x: -x[1])
+        for token_id, logprob, ranked in positions:
             rank = next((r for r, (t, _) in enumerate(ranked, 1) if t == token_id), None)
             position = {t: Logprob(lp, r, self._decoded(t))
                         for r, (t, lp) in enumerate(ranked, 1)}
@@ -176,6 +181,18 @@ class _Choice:
                                 stop_reason=self.stop_reason)
 
 
-def token_id_of(token: str) -> int:
-    """The id in a ``token_id:<id>`` token (``return_tokens_as_token_ids``)."""
+def token_positions(logprobs: Any, ids: tuple[int, ...]
+                    ) -> list[tuple[int, float, list[tuple[int, float]]]]:
+    """A completion chunk's logprobs (tokens as ``token_id:<id>``, from
+    ``return_tokens_as_token_ids``) per position: (token id, its logprob, the top
+    (id, logprob) pairs, most likely first)."""
+    if logprobs is None or not logprobs.token_logprobs:
+        return []
+    tops = logprobs.top_logprobs or [None] * len(ids)
+    return [(token_id, logprob,
+             sorted(((_token_id(t), lp) for t, lp in (top or {}).items()), key=lambda x: -x[1]))
+            for token_id, logprob, top in zip(ids, logprobs.token_logprobs, tops, strict=False)]
+
+
+def _token_id(token: str) -> int:
     return int(token.removeprefix("token_id:"))
