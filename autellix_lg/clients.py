@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from autellix_engine.core.errors import AutellixError
-from autellix_engine.core.wire import POLICY_HEADER, SERVER_KEY, STATS_KEY
+from autellix_engine.core.wire import POLICY_HEADER, STATS_KEY
 from autellix_engine.frontend import openai_http
 from autellix_engine.frontend.config import EngineConfig
 from autellix_engine.frontend.engine import AutellixEngine
@@ -411,7 +411,7 @@ class _ResultBuilder:
         self.finish: str | None = None
         self.usage: Any = None
         self.stats: dict[str, Any] | None = None  # the server's CallStats, on the usage chunk
-        self.policy = ""  # the policy the server ran (``autellix.policy`` of the response)
+        self.policy = ""  # the policy the server ran (its ``X-Autellix-Policy`` header)
         self.call_id = ""
         self.tool_calls: dict[int, dict[str, str]] = {}  # by index: id, name, arguments
 
@@ -421,9 +421,6 @@ class _ResultBuilder:
         extra = chunk.model_extra or {}
         params = extra.get("kv_transfer_params") or {}
         self.stats = params.get(STATS_KEY, self.stats) if isinstance(params, dict) else self.stats
-        server = extra.get(SERVER_KEY)
-        if isinstance(server, dict) and isinstance(server.get("policy"), str):
-            self.policy = server["policy"]
         out = []
         for choice in chunk.choices:
             self.finish = choice.finish_reason or self.finish
@@ -438,7 +435,7 @@ class _ResultBuilder:
 
     def read_headers(self, headers: Any) -> None:
         """The policy the server ran, from its ``X-Autellix-Policy`` response header
-        (vLLM's layer: its response bodies are exactly vLLM's)."""
+        (the response bodies are exactly vLLM's)."""
         self.policy = headers.get(POLICY_HEADER) or self.policy
 
     def _add_tool_call(self, delta: Any) -> None:

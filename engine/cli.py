@@ -35,8 +35,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_programs_per_key=args.max_programs_per_key,
         program_rate_per_s=args.program_rate_per_s, metrics_auth=args.metrics_auth,
         shutdown_timeout_s=args.shutdown_timeout)
-    return serve(_engine_config(args), settings, openai_layer=args.openai_layer,
-                 frontend_flags=args.frontend_flags)
+    return serve(_engine_config(args), settings, frontend_flags=args.frontend_flags)
 
 
 def _replica(args: argparse.Namespace) -> int:
@@ -125,7 +124,7 @@ class _HelpWithVllmFlags(argparse.Action):
         from autellix_engine.frontend.vllm_args import vllm_arg_parser
 
         server = FrontendArgs.add_cli_args(FlexibleArgumentParser(
-            prog="vllm serve's server flags (with --openai-layer vllm)", add_help=False))
+            prog="vllm serve's server flags", add_help=False))
         engine = vllm_arg_parser()
         engine.prog = "vLLM's engine flags"
         print(parser.format_help(), server.format_help(), engine.format_help(),  # noqa: T201
@@ -177,13 +176,6 @@ def build_parser(add_commands: AddCommands | None = None) -> argparse.ArgumentPa
     p.add_argument("--remote", action="append",
                    help="URL of a remote replica (autellix replica), repeatable")
     p.add_argument("--routing", default="locality", help="locality, least_used, round_robin")
-    p.add_argument("--openai-layer", choices=("autellix", "vllm"), default="vllm",
-                   help="vllm (default): vLLM's own OpenAI application over our front end "
-                   "(embedded or remote replicas; /v1/responses, /tokenize, native tool "
-                   "calling, and every server flag of `vllm serve`: --chat-template, "
-                   "--enable-auto-tool-choice, --tool-call-parser, --reasoning-parser, ...); "
-                   "autellix: our own OpenAI server (chat and completions, tools through a "
-                   "JSON envelope, program ids and statistics in each response)")
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("replica", help="a remote replica: vllm serve with our scheduler",
@@ -215,7 +207,7 @@ def parse_args(argv: list[str] | None = None,
 
         verbose_vllm()
     args.vllm, args.server_flags, args.frontend_flags = {}, server_flags, []
-    if getattr(args, "openai_layer", None) == "vllm":
+    if args.command == "serve":
         from autellix_engine.frontend.vllm_args import split_serve_flags
 
         try:
@@ -228,8 +220,7 @@ def parse_args(argv: list[str] | None = None,
         try:
             args.vllm = parse_vllm_flags(rest) if rest else {}
         except ValueError as e:
-            parser.error(f"{e}; vllm serve's server flags need --openai-layer vllm"
-                         if args.command == "serve" else str(e))
+            parser.error(str(e))
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if server_flags and args.command != "replica":

@@ -55,11 +55,8 @@ def scheduler_settings(policy: str, policy_config: dict[str, Any],
                                    "kv_retention": kv_retention}}
 
 
-# --- server -> client (a response's field) -------------------------------------
-#: What the server did with the call: ``{"policy": ...}`` (the policy that scheduled
-#: it). The response's ``id`` is the call's id in the server's process table.
-SERVER_KEY = "autellix"
-#: Response header naming the policy that scheduled a request (every server layer).
+# --- server -> client (a response header) --------------------------------------
+#: Response header naming the policy that scheduled a request.
 POLICY_HEADER = "X-Autellix-Policy"
 
 

@@ -378,6 +378,7 @@ class AutellixEngine:
             check_text(value, name)
         one_off = program_id is None
         pid = program_id or f"call-{uuid.uuid4().hex}"
+        created = pid not in self._table
         try:
             ticket = self._table.begin_call(pid, thread, call_id=call_id)
         except ValueError as e:  # a call id in flight already
@@ -387,11 +388,12 @@ class AutellixEngine:
                          ended_programs=(pid,) if one_off else ())
         call = BackendCall(ticket.call_id, tuple(prompt_ids), sampling, tag, priority, trace)
         output = _Output(time.monotonic(), call.request_id)
-        finished = False
+        finished = streamed = False
         try:
             async with contextlib.aclosing(self._pool.run(call)) as events:
                 async for index, event in events:
                     if isinstance(event, Delta):
+                        streamed = True
                         output.add(event)
                         yield event, None
                     else:
@@ -403,8 +405,15 @@ class AutellixEngine:
         finally:
             if not finished:
                 self._table.abort_call(pid, ticket.call_id)
-            if one_off and pid in self._table:
-                self._table.end_program(pid)  # its replica knows: the call said so
+            if pid in self._table and (one_off or created and not streamed
+                                       and self._never_ran(pid)):
+                # A one-off program ends with its call (its replica knows: the call
+                # said so); a program whose first call was refused was never one.
+                self._table.end_program(pid)
+
+    def _never_ran(self, program_id: str) -> bool:
+        snap = self._table.get(program_id)
+        return snap is not None and not snap.active_threads and snap.tally.calls == 0
 
     def _estimate(self, prompt_tokens: int, cached: int, tokens: int) -> CallStats:
         """A replica that reports no statistics: service from the usage, in the

@@ -7,15 +7,14 @@ through the process table, the router, retries and our scheduler, and returns th
 replica's own ``RequestOutput`` objects, so vLLM's layer renders, parses and
 detokenizes exactly as in ``vllm serve``.
 
-A call's program is vLLM's ``session_id`` (the body field, the ``X-Session-ID``
-header or ``vllm_xargs.session_id``, as vLLM reads them), else what the server put in
-:data:`CALL_IDENTITY` for this request (our program/thread headers), else the call is
-a program of its own.
+A call's program is what the server put in :data:`CALL_IDENTITY` for this request
+(our program header), else vLLM's ``session_id`` (the body field, the ``X-Session-ID``
+header or ``vllm_xargs.session_id``, as vLLM reads them), else the gateway's fairness
+id, else the call is a program of its own.
 
 The serving layer needs the model's vLLM configuration, renderer and input processor;
-they come from the first embedded replica (every replica runs the same model), or, for
-a front end over remote replicas only, are built here as ``AsyncLLM`` builds them
-(the calls then travel as token ids: ``backends.http_native``).
+they are built here as ``AsyncLLM`` builds them (every replica runs the same model; a
+remote replica's calls travel as token ids: ``backends.http_native``).
 """
 
 from __future__ import annotations
@@ -38,6 +37,7 @@ from autellix_engine.frontend.backends.embedded import EmbeddedBackend
 from autellix_engine.frontend.engine import AutellixEngine
 from autellix_engine.frontend.models import resolve_model
 from autellix_engine.frontend.results import CallResult
+from autellix_engine.frontend.sampling import check_id
 from autellix_engine.frontend.vllm_setup import serving_parts
 
 
@@ -50,6 +50,7 @@ class CallIdentity:
     thread_id: str = "main"
     route: str = ""  # the request's path
     headers: Mapping[str, str] = field(default_factory=dict)  # trace context (W3C)
+    gateway_id: str | None = None  # llm-d's fairness id: the program if nothing else is
 
 
 class CallObserver(Protocol):
@@ -91,16 +92,13 @@ class ProgramEngineClient(EngineClient):
         self._max_tokens = max_tokens_limit
         self._observe = observe
         self._embedded = [b for b in backends if isinstance(b, EmbeddedBackend)]
-        self._own_renderer = not self._embedded
-        if self._embedded:
-            first = self._embedded[0].llm
-            if first is None:
-                raise EngineNotRunningError("Start the engine before serving it")
-            parts = first.vllm_config, first.renderer, first.input_processor
-        else:
-            config = engine.config
-            model = resolve_model(config.model, config.vllm_kwargs.get("revision"))
-            parts = serving_parts(config, model, engine.max_model_len)
+        if not engine.is_running:
+            raise EngineNotRunningError("Start the engine before serving it")
+        # Its own, not a replica's: vLLM's layer keeps the renderer for the server's
+        # life, and a replica that is restarted shuts its own down.
+        config = engine.config
+        model = resolve_model(config.model, config.vllm_kwargs.get("revision"))
+        parts = serving_parts(config, model, engine.max_model_len)
         self.vllm_config, self.renderer, self.input_processor = parts
         self.model_config = self.vllm_config.model_config
 
@@ -127,8 +125,11 @@ class ProgramEngineClient(EngineClient):
         return EngineNotRunningError("No replica of the engine is running")
 
     async def check_health(self) -> None:
+        # vLLM's ``/health`` answers 503 for ``EngineDeadError`` (anything else is a 500).
+        from vllm.v1.engine.exceptions import EngineDeadError
+
         if not self._engine.is_running:
-            raise EngineNotRunningError("No replica of the engine is running")
+            raise EngineDeadError("No replica of the engine is running")
 
     # -- calls ------------------------------------------------------------------------
     async def generate(self, prompt: Any, sampling_params: Any, request_id: str, *,
@@ -144,9 +145,9 @@ class ProgramEngineClient(EngineClient):
         if lora_request is not None:
             raise ValueError("LoRA adapters are not supported by this server")
         identity = CALL_IDENTITY.get()
-        if session_id is not None and not session_id.isprintable():
-            raise ValueError("session_id must be printable text")
-        named = session_id or identity.program_id
+        if session_id:  # vLLM's layer answers the ValueError with a 400
+            check_id(session_id, "session_id")
+        named = identity.program_id or session_id or identity.gateway_id
         program_id = f"{identity.scope}/{named}" if named else None
         if (self._max_tokens is not None and sampling_params.max_tokens is not None
                 and sampling_params.max_tokens > self._max_tokens):
@@ -251,10 +252,9 @@ class ProgramEngineClient(EngineClient):
         return False
 
     def shutdown(self, timeout: float | None = None) -> None:
-        # The engine's owner (``autellix serve``) closes the engine; a renderer built
-        # here is this client's.
-        if self._own_renderer:
-            self.renderer.shutdown()
+        # The engine's owner (``autellix serve``) closes the engine; the renderer is
+        # this client's.
+        self.renderer.shutdown()
 
 
 def _finish(observer: CallObserver | None, error: BaseException | None,

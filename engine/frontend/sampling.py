@@ -139,6 +139,22 @@ def check_text(text: str, what: str) -> None:
         raise InvalidRequestError(f"{what} is not valid Unicode (a lone surrogate)") from None
 
 
+#: Longest program, thread or session id (gateways send UUIDs or short tenant names).
+MAX_ID_LENGTH = 256
+
+
+def check_id(value: Any, what: str) -> str:
+    """A client-chosen id: a non-empty printable string of at most ``MAX_ID_LENGTH``."""
+    if not isinstance(value, str) or not value:
+        raise InvalidRequestError(f"{what} must be a non-empty string")
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidRequestError(f"{what} may be at most {MAX_ID_LENGTH} characters")
+    check_text(value, what)
+    if not value.isprintable():
+        raise InvalidRequestError(f"{what} must be printable text")
+    return value
+
+
 def check_wire(params: Any) -> None:
     """Refuse ``SamplingParams`` that the engine core's decoder would refuse.
 

@@ -1,4 +1,4 @@
-"""OpenAI-compatible, program-aware HTTP server over the embedded engine."""
+"""The program-aware OpenAI server: vLLM's own OpenAI layer over the front end."""
 
 from autellix_engine.server.app import build_app
 from autellix_engine.server.settings import ServerSettings

@@ -1,501 +1,279 @@
-"""The Starlette app: OpenAI-compatible endpoints plus a program API.
+"""The server: ``vllm serve``'s own OpenAI application over our front end.
 
-Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions`` (streaming with SSE
-and not; ``stream_options.include_usage``; ``response_format``), ``GET /v1/models``,
-``PUT|DELETE|GET /v1/programs/{id}``, ``GET /health`` (as in ``vllm serve``: 200 while
-some replica can run calls), ``GET /health/ready`` (readiness: that, and not shutting
-down), ``GET /health/live`` (liveness: 503 means restart this process), ``GET /metrics``,
-``GET /openapi.json``.
+vLLM's FastAPI application (chat, completions, responses, tokenize, detokenize,
+version, docs, its tool and reasoning parsers, its ``/health`` and ``/metrics``), built
+by vLLM's ``build_app`` and ``init_app_state``, drives
+:class:`~autellix_engine.frontend.engine_client.ProgramEngineClient`, so every call runs
+as part of its program on the replicas. Added to it (``programs.ProgramRoutes``):
 
-Program and thread ids come from the ``X-Autellix-Program-Id`` / ``X-Autellix-Thread-Id``
-headers or the ``program_id`` / ``thread_id`` body fields, else from the session
-identities that vLLM and gateways use (body ``session_id``, ``X-Session-ID``, llm-d's
-``x-gateway-inference-fairness-id``): see ``protocol.program_identity``. A call's
-``priority`` (body, or vLLM's ``X-Vllm-Priority`` header) is a strict outer key over
-the policy's queues. The W3C ``traceparent`` header is passed on with the call. With
-API keys configured, program ids are scoped per key. A client that disconnects has its
-engine request aborted.
+- the program API, ``PUT|DELETE|GET /v1/programs/{id}``, ``/health/ready``,
+  ``/health/live`` and ``/autellix/metrics`` (our series, then vLLM's);
+- a middleware that gives each request its program scope (per API key), our program
+  and thread headers, 413 for bodies over ``max_body_bytes``, 415 for a body that is
+  not JSON, 503 while draining, and the ``X-Autellix-Policy`` response header;
+- a new program per key within ``max_programs_per_key`` and ``program_rate_per_s``
+  (429 beyond);
+- each call's server span (``spans.CallSpan``) and our HTTP series.
+
+Program identity: our ``X-Autellix-Program-Id`` header, else vLLM's ``session_id``
+(body, ``X-Session-ID``, ``vllm_xargs``), else llm-d's fairness id; without any, a call
+is a program of its own.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import hmac
-import json
-import logging
-import time
-import uuid
-from collections.abc import AsyncIterator
+import argparse
+from collections.abc import Sequence
+from http import HTTPStatus
 from typing import Any
 
-from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from autellix_engine.core.errors import (
-    EngineNotRunningError,
-    InvalidRequestError,
-    ProgramEndedError,
-    ReplicaError,
-    UnknownProgramError,
-)
+from autellix_engine.core.wire import POLICY_HEADER
 from autellix_engine.frontend.engine import AutellixEngine
-from autellix_engine.server import body as body_checks
-from autellix_engine.server import metrics, openapi, protocol
-from autellix_engine.server.protocol import RequestError
+from autellix_engine.frontend.engine_client import (
+    CALL_IDENTITY,
+    CallIdentity,
+    ProgramEngineClient,
+)
+from autellix_engine.frontend.models import resolve_model
+from autellix_engine.frontend.results import CallResult
+from autellix_engine.frontend.vllm_args import engine_kwargs, to_cli
+from autellix_engine.server.errors import RequestError
+from autellix_engine.server.metrics import ServerMetrics
+from autellix_engine.server.programs import (
+    GATEWAY_HEADER,
+    PROGRAM_HEADER,
+    THREAD_HEADER,
+    ProgramRoutes,
+    check_id,
+)
+from autellix_engine.server.request_check import REQUEST_MODELS, check_body
 from autellix_engine.server.settings import ServerSettings
-from autellix_engine.server.spans import CallSpan
+from autellix_engine.server.spans import TRACE_HEADERS, CallSpan
 
-logger = logging.getLogger(__name__)
-
-#: Errors that mean the service cannot run the call now (HTTP 503), not the call's fault.
-UNAVAILABLE = (EngineNotRunningError, ReplicaError)
-PROGRAM_HEADER = "x-autellix-program-id"
-THREAD_HEADER = "x-autellix-thread-id"
+#: POST bodies other than JSON: vLLM's audio routes take form uploads. (JSON only
+#: elsewhere: a page on another origin can POST text/plain or a form to a local server
+#: without a CORS preflight; application/json needs one.)
+FORM_ROUTES = ("/v1/audio/",)
 
 
-def build_app(engine: AutellixEngine, settings: ServerSettings | None = None) -> Starlette:
-    """The server for a started ``AutellixEngine`` (one replica or many)."""
+def vllm_server_args(engine: AutellixEngine, settings: ServerSettings,
+                     frontend_flags: Sequence[str] = ()) -> argparse.Namespace:
+    """``vllm serve``'s arguments for this engine: the engine arguments the replicas
+    run (so served name, parsers and structured outputs agree with them) and
+    ``frontend_flags`` (``vllm serve``'s server flags), parsed by vLLM's own parser."""
+    from vllm.entrypoints.launchers.cli_args import make_arg_parser, validate_parsed_serve_args
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    config = engine.config
+    model = resolve_model(config.model, config.vllm_kwargs.get("revision"))
+    argv = [*to_cli(engine_kwargs(config, model)), *frontend_flags,
+            "--host", settings.host, "--port", str(settings.port)]
+    args = make_arg_parser(FlexibleArgumentParser(prog="autellix serve")).parse_args(argv)
+    if settings.api_keys:
+        args.api_key = list(settings.api_keys)
+    validate_parsed_serve_args(args)
+    return args
+
+
+async def build_app(engine: AutellixEngine, settings: ServerSettings | None = None,
+                    frontend_flags: Sequence[str] = ()) -> Any:
+    """The server for a started ``engine`` (one replica or many, embedded or remote):
+    an ASGI app (vLLM's FastAPI app inside our middleware; ``.state`` is its state).
+
+    ``frontend_flags``: ``vllm serve``'s server flags (``--chat-template``,
+    ``--tool-call-parser``, ...), parsed by vLLM's own parser."""
+    from vllm.entrypoints.launchers.api_server.app_state import init_app_state
+    from vllm.entrypoints.launchers.app import build_app as build_vllm_app
+
     settings = settings or ServerSettings()
-    server = _Server(engine, settings)
-    routes = [
-        Route("/health", server.health),
-        Route("/health/ready", server.ready),
-        Route("/health/live", server.live),
-        Route("/metrics", server.metrics),
-        Route("/v1/models", server.models),
-        Route("/v1/chat/completions", server.chat, methods=["POST"]),
-        Route("/v1/completions", server.completions, methods=["POST"]),
-        Route("/v1/programs/{program_id}", server.program, methods=["GET", "PUT", "DELETE"]),
-        Route("/openapi.json", server.openapi),
-    ]
-    app = Starlette(routes=routes, exception_handlers={RequestError: _request_error,
-                                                       Exception: _internal_error})
+    server = ProgramRoutes(engine, settings)
+    args = vllm_server_args(engine, settings, frontend_flags)
+    served = (args.served_model_name or [args.model])[0]
+    client = ProgramEngineClient(engine, admit=_graceful(server.admit_program),
+                                 max_tokens_limit=settings.max_tokens_limit,
+                                 observe=_observed_calls(served, engine.config.policy,
+                                                         server.series))
+    tasks = await client.get_supported_tasks()
+    app = build_vllm_app(args, tasks, client.model_config)
+    await init_app_state(client, app.state, args, tasks)
+    for path, handler, methods in (
+            ("/v1/programs/{program_id}", server.program, ["GET", "PUT", "DELETE"]),
+            ("/health/ready", server.ready, ["GET"]),
+            ("/health/live", server.live, ["GET"]),
+            ("/autellix/metrics", server.metrics, ["GET"])):
+        app.add_route(path, _answering_errors(handler), methods=methods)
     app.state.server = server
-    return app
+    # Around vLLM's app (its middleware stack is built already): outermost.
+    return _CallScope(app, server)
 
 
-async def _request_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestError)
-    return JSONResponse(exc.body(), status_code=exc.status)
+class _ObservedCall:
+    """One call as the server sees it: its span, and our HTTP series at its end (a
+    latency, an error, or a call left early: aborted)."""
 
+    def __init__(self, span: CallSpan, series: ServerMetrics) -> None:
+        self.span, self.series = span, series
+        self.trace_context = span.trace_context
+        self._ended = False
+        series.requests.inc()
 
-async def _internal_error(request: Request, exc: Exception) -> Response:
-    """A bug, not the client's fault: logged with an id; the client gets the id only."""
-    error_id = uuid.uuid4().hex[:16]
-    logger.error("Internal error %s on %s %s", error_id, request.method, request.url.path,
-                 exc_info=exc)
-    body = RequestError(f"Internal server error (id {error_id})", status=500).body()
-    return JSONResponse(body, status_code=500)
-
-
-async def _close_all(starts: list[tuple[Any, AsyncIterator]], own_program: str | None,
-                     engine: AutellixEngine) -> None:
-    """Close the choices' streams (aborting unfinished calls) and end the request's own
-    program."""
-    for _, stream in starts:
-        await stream.aclose()
-    if own_program is not None and engine.is_program_running(own_program):
-        engine.end_program(own_program)
-
-
-class _TokenBucket:
-    """At most ``rate`` events per second, in bursts of up to ``rate``."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate, self.tokens, self.last = rate, rate, time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.rate, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
-
-
-class _Server:
-    def __init__(self, engine: AutellixEngine, settings: ServerSettings) -> None:
-        self.engine, self.settings = engine, settings
-        self.policy = engine.config.policy
-        self.series = metrics.ServerMetrics(engine)
-        self._started = int(time.time())
-        self._openapi: dict | None = None
-        self._program_buckets: dict[str, _TokenBucket] = {}
-        self.draining = False  # shutting down: new calls get 503, readiness fails
-
-    # -- helpers --------------------------------------------------------------------------
-    def _decode(self, token_id: int) -> str:
-        """A token's text (OpenAI's logprobs name tokens by text)."""
-        return self.engine.tokenizer.decode([token_id])
-
-    def _scope(self, request: Request) -> str:
-        """A short id of the caller's key ("anon" without keys); raises 401."""
-        if not self.settings.api_keys:
-            return "anon"
-        auth = request.headers.get("authorization", "")
-        key = auth[7:] if auth.lower().startswith("bearer ") else ""
-        # Constant time: the comparison must not tell how much of a key was right.
-        if not any(hmac.compare_digest(key.encode(), k.encode()) for k in self.settings.api_keys):
-            raise RequestError("Invalid or missing API key", status=401, code="invalid_api_key")
-        return hashlib.sha256(key.encode()).hexdigest()[:12]
-
-    def _internal_id(self, scope: str, program_id: str) -> str:
-        return f"{scope}/{program_id}"
-
-    async def _json(self, request: Request) -> Any:
-        # JSON only: a browser page on another origin can POST text/plain to a local
-        # server without a CORS preflight; application/json needs one.
-        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind != "application/json":
-            raise RequestError("Content-Type must be application/json", status=415)
-        length = request.headers.get("content-length", "0")
-        if not length.isdigit() or int(length) > self.settings.max_body_bytes:
-            raise RequestError(f"The request body may be at most "
-                               f"{self.settings.max_body_bytes} bytes", status=413)
-        body = b""
-        async for part in request.stream():
-            body += part
-            if len(body) > self.settings.max_body_bytes:
-                raise RequestError(f"The request body may be at most "
-                                   f"{self.settings.max_body_bytes} bytes", status=413)
-        return body_checks.load_json(body)
-
-    # -- endpoints ------------------------------------------------------------------------
-    async def health(self, request: Request) -> Response:
-        """200 while some replica passed its last probe (``vllm serve``'s meaning)."""
-        if not self.engine.is_running:
-            return JSONResponse({"status": "down"}, status_code=503)
-        return JSONResponse({"status": "ok"})
-
-    async def ready(self, request: Request) -> Response:
-        """Readiness: can take traffic now (a replica is up, not shutting down)."""
-        if self.draining:
-            return JSONResponse({"status": "shutting down"}, status_code=503)
-        return await self.health(request)
-
-    async def live(self, request: Request) -> Response:
-        """Liveness: 503 when the process should be restarted (no replica could run
-        calls for ``EngineConfig.dead_after_s``, or the health monitor stopped)."""
-        if not self.engine.is_alive:
-            return JSONResponse({"status": "dead"}, status_code=503)
-        return JSONResponse({"status": "ok"})
-
-    async def models(self, request: Request) -> Response:
-        self._scope(request)
-        name = self.engine.model_name
-        return JSONResponse({"object": "list", "data": [
-            {"id": name, "object": "model", "created": self._started, "owned_by": "autellix",
-             "max_model_len": self.engine.max_model_len}]})
-
-    async def openapi(self, request: Request) -> Response:
-        if self._openapi is None:
-            self._openapi = openapi.document(self.engine.model_name)
-        return JSONResponse(self._openapi)
-
-    async def metrics(self, request: Request) -> Response:
-        if self.settings.metrics_auth:
-            self._scope(request)
-        return Response(self.series.page(), media_type=metrics.CONTENT_TYPE)
-
-    async def program(self, request: Request) -> Response:
-        scope = self._scope(request)
-        external = body_checks.check_id(request.path_params["program_id"], "program_id")
-        pid = self._internal_id(scope, external)
-        if request.method == "PUT":
-            if not self.engine.is_program_running(pid):
-                self._admit_program(scope)
-            self.engine.ensure_program(pid)
-        elif request.method == "DELETE":
-            try:
-                snap = self.engine.end_program(pid)
-            except UnknownProgramError:
-                raise RequestError(f"No program {external!r}", status=404) from None
-            self.series.program_latency.observe(max(0.0, time.time() - snap.created))
-            return JSONResponse(_snapshot(snap, external))
-        snap = self.engine.program_stats(pid) if self.engine.is_program_running(pid) else None
-        if snap is None:
-            raise RequestError(f"No program {external!r}", status=404)
-        return JSONResponse(_snapshot(snap, external))
-
-    async def chat(self, request: Request) -> Response:
-        return await self._complete(request, chat=True)
-
-    async def completions(self, request: Request) -> Response:
-        return await self._complete(request, chat=False)
-
-    async def _complete(self, request: Request, *, chat: bool) -> Response:
-        self.series.requests.inc()
-        scope = self._scope(request)
-        if self.draining:
-            raise RequestError("The server is shutting down", status=503)
-        parsed = protocol.parse_request(
-            await self._json(request), chat=chat, model=self.engine.model_name,
-            max_tokens_limit=self.settings.max_tokens_limit)
-        external = protocol.program_identity(request.headers, PROGRAM_HEADER, parsed)
-        priority = protocol.call_priority(request.headers, parsed)
-        pid = self._internal_id(scope, external) if external else None
-        header_thread = request.headers.get(THREAD_HEADER)
-        thread = body_checks.check_id(header_thread, THREAD_HEADER) if header_thread else (
-            parsed.thread)
-        if pid is not None and not self.engine.is_program_running(pid):
-            self._admit_program(scope)
-        rid, model = protocol.new_id(chat), self.engine.model_name
-        span = CallSpan(request.headers, request.url.path, chat=chat, model=model,
-                        policy=self.policy, response_id=rid,
-                        program_id=external, params=parsed.params)
-        if parsed.n > 1:
-            return await self._complete_many(request, parsed, pid, thread, priority, span,
-                                              chat=chat, rid=rid, external=external)
-        try:
-            first, stream = await self._start(parsed, pid, thread, span.trace_context, priority,
-                                              call_id=rid)
-        except BaseException as e:
-            span.finish(error=e)
-            raise
-        if parsed.stream:
-            sse = self._sse_tools if parsed.tool_mode and chat else self._sse
-            events = sse(first, stream, chat=chat, model=model, rid=rid,
-                         include_usage=parsed.include_usage, span=span)
-            return StreamingResponse(events, media_type="text/event-stream")
-        try:
-            result = await self._collect(request, first, stream)
-        except UNAVAILABLE as e:  # a replica failed the call after it started
-            self.series.errors.inc()
-            span.finish(error=e, status=503)
-            raise RequestError(str(e), status=503) from None
-        span.finish(result, status=None if result else 499)
-        if result is None:
-            return Response(status_code=499)
-        self.series.call_latency.observe(result.latency_s)
-        body = protocol.completion_body(result, chat=chat, model=model, rid=rid,
-                                        policy=self.policy,
-                                        tool_mode=parsed.tool_mode, decode=self._decode)
-        body["program_id"] = external
-        return JSONResponse(body)
-
-    async def _complete_many(self, request: Request, parsed: protocol.ParsedRequest,
-                             pid: str | None, thread: str, priority: int, span: CallSpan, *,
-                             chat: bool, rid: str, external: str | None) -> Response:
-        """``n`` choices: ``n`` calls in parallel, threads ``<thread>/<i>`` of one program
-        (the request's own, ended with it, when it names none)."""
-        own = pid is None
-        pid = pid or f"n/{rid}"
-        starts: list[tuple[Any, AsyncIterator]] = []
-        try:
-            for i in range(parsed.n):  # the first start validates; none runs before it
-                starts.append(await self._start(parsed, pid, f"{thread}/{i}",
-                                                span.trace_context, priority, f"{rid}/{i}"))
-        except BaseException as e:
-            await _close_all(starts, pid if own else None, self.engine)
-            span.finish(error=e)
-            raise
-        model = self.engine.model_name
-        if parsed.stream:
-            events = self._sse_many(starts, chat=chat, model=model, rid=rid,
-                                    include_usage=parsed.include_usage, span=span,
-                                    own_program=pid if own else None)
-            return StreamingResponse(events, media_type="text/event-stream")
-        try:
-            results = await asyncio.gather(*(self._collect(request, first, stream)
-                                             for first, stream in starts))
-        except UNAVAILABLE as e:
-            self.series.errors.inc()
-            span.finish(error=e, status=503)
-            raise RequestError(str(e), status=503) from None
-        finally:
-            await _close_all(starts, pid if own else None, self.engine)
-        if any(r is None for r in results):
-            return Response(status_code=499)
-        span.finish(results[0])
-        for result in results:
+    def finish(self, result: CallResult | None = None, error: BaseException | None = None,
+               status: int | None = None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        if result is not None:
             self.series.call_latency.observe(result.latency_s)
-        body = protocol.completion_body(list(results), chat=chat, model=model, rid=rid,
-                                        policy=self.policy,
-                                        tool_mode=parsed.tool_mode, decode=self._decode)
-        body["program_id"] = external
-        return JSONResponse(body)
+        elif error is not None:
+            self.series.errors.inc()
+        else:
+            self.series.aborted.inc()
+        self.span.finish(result, error, status)
 
-    async def _sse_many(self, starts: list[tuple[Any, AsyncIterator]], *, chat: bool,
-                        model: str, rid: str, include_usage: bool, span: CallSpan,
-                        own_program: str | None) -> AsyncIterator[str]:
-        """The choices' chunks as they come, each with its ``index``."""
-        inbox: asyncio.Queue = asyncio.Queue()
 
-        async def pump(index: int, chunk: Any, stream: AsyncIterator) -> None:
+def _observed_calls(model: str, policy: str, series: ServerMetrics) -> Any:
+    """Each call's observer: its server span (``spans.CallSpan``: the caller's trace, the
+    GenAI attributes, the scheduler's record) and our series."""
+
+    def observe(identity: CallIdentity, request_id: str, program_id: str | None,
+                params: Any) -> _ObservedCall:
+        route = identity.route
+        span = CallSpan(identity.headers, route, chat=not route.endswith("/completions")
+                        or route.endswith("/chat/completions"), model=model, policy=policy,
+                        response_id=request_id, program_id=program_id,
+                        params={"max_tokens": params.max_tokens,
+                                "temperature": params.temperature})
+        return _ObservedCall(span, series)
+
+    return observe
+
+
+def _graceful(admit: Any) -> Any:
+    """``admit`` raising vLLM's ``GracefulHTTPError`` (vLLM's layer answers it with its
+    status) instead of our ``RequestError``."""
+    from vllm.exceptions import GracefulHTTPError
+
+    def check(scope: str) -> None:
+        try:
+            admit(scope)
+        except RequestError as e:
+            raise GracefulHTTPError(str(e), HTTPStatus(e.status)) from None
+
+    return check
+
+
+def _answering_errors(handler: Any) -> Any:
+    """Our handlers raise ``RequestError``; in vLLM's app it must become its response
+    here (vLLM's exception handlers would make it a 400 whatever its status)."""
+
+    async def endpoint(request: Request) -> Any:
+        try:
+            return await handler(request)
+        except RequestError as e:
+            return JSONResponse(e.body(), status_code=e.status)
+
+    return endpoint
+
+
+class _CallScope:
+    """Pure ASGI middleware: the request's program scope and headers, for the engine
+    client (``CALL_IDENTITY``), and the limits that hold before a body is read."""
+
+    def __init__(self, app: ASGIApp, server: ProgramRoutes) -> None:
+        self.app, self.server = app, server
+
+    @property
+    def state(self) -> Any:
+        return self.app.state  # type: ignore[attr-defined]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        try:
+            identity = self._identity(scope, headers)
+        except RequestError as e:
+            await JSONResponse(e.body(), status_code=e.status)(scope, receive, send)
+            return
+        policy = self.server.engine.config.policy.encode()
+
+        async def send_with_policy(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (POLICY_HEADER.lower().encode(), policy)]}
+            await send(message)
+
+        if scope["method"] == "POST" and scope["path"] in REQUEST_MODELS:
+            body = await _read_body(receive)  # its length was bounded by ``_identity``
             try:
-                while True:
-                    await inbox.put((index, chunk))
-                    if chunk.result is not None:
-                        return
-                    chunk = await anext(stream)
-            except Exception as e:  # noqa: BLE001 - reported as an error event
-                await inbox.put((index, e))
-
-        tasks = [asyncio.create_task(pump(i, first, stream))
-                 for i, (first, stream) in enumerate(starts)]
-        results: dict[int, Any] = {}
-        offsets = [0] * len(starts)
+                check_body(scope["path"], body)
+            except RequestError as e:
+                await JSONResponse(e.body(), status_code=e.status)(scope, receive, send)
+                return
+            receive = _replay(body, receive)
+        token = CALL_IDENTITY.set(identity)
         try:
-            while len(results) < len(starts):
-                index, item = await inbox.get()
-                if isinstance(item, Exception):
-                    self.series.errors.inc()
-                    span.finish(error=item)
-                    status = 503 if isinstance(item, UNAVAILABLE) else 500
-                    yield f"data: {json.dumps(RequestError(str(item), status=status).body())}\n\n"
-                    break
-                logprobs = protocol.logprobs_body(item.logprobs, chat=chat, decode=self._decode,
-                                                  offset=offsets[index])
-                offsets[index] += len(item.text)
-                body = protocol.chunk_body(item.text, item.finish_reason, chat=chat,
-                                           model=model, rid=rid, index=index,
-                                           logprobs=logprobs)
-                yield f"data: {json.dumps(body)}\n\n"
-                if item.result is not None:
-                    results[index] = item.result
-                    self.series.call_latency.observe(item.result.latency_s)
-            else:
-                ordered = [results[i] for i in range(len(starts))]
-                span.finish(ordered[0])
-                if include_usage:
-                    tail = protocol.usage_chunk(ordered[0], chat=chat, model=model, rid=rid,
-                                                policy=self.policy,
-                                                more=tuple(ordered[1:]))
-                    yield f"data: {json.dumps(tail)}\n\n"
-            yield "data: [DONE]\n\n"
+            await self.app(scope, receive, send_with_policy)
         finally:
-            for task in tasks:
-                task.cancel()
-            await _close_all(starts, own_program, self.engine)
-            span.finish()
+            CALL_IDENTITY.reset(token)
 
-    async def _start(self, parsed: protocol.ParsedRequest, pid: str | None, thread: str,
-                     trace: dict[str, str], priority: int,
-                     call_id: str) -> tuple[Any, AsyncIterator]:
-        """Start the call: its first chunk (validation errors surface here, before any
-        state changed or byte was sent) and the rest of its stream."""
-        for restarted in (False, True):
-            stream = self.engine.stream(parsed.prompt, program_id=pid, thread=thread,
-                                        trace_context=trace, priority=priority,
-                                        call_id=call_id, **parsed.params)
-            try:
-                return await anext(stream), stream
-            except ProgramEndedError as e:
-                if restarted or pid is None:
-                    self.series.errors.inc()
-                    raise RequestError(str(e)) from None
-                self.engine.ensure_program(pid)  # a valid call on an ended id: start afresh
-            except InvalidRequestError as e:
-                self.series.errors.inc()
-                raise RequestError(str(e)) from None
-            except UNAVAILABLE as e:
-                self.series.errors.inc()
-                raise RequestError(str(e), status=503) from None
-        raise AssertionError("unreachable")
-
-    def _admit_program(self, scope: str) -> None:
-        """A new program of this key: within its live-program cap and creation rate."""
-        limit = self.settings.max_programs_per_key
-        prefix = f"{scope}/"
-        if sum(p.program_id.startswith(prefix) for p in self.engine.programs()) >= limit:
-            raise RequestError(f"This key has {limit} live programs, the most allowed; end "
-                               "some (DELETE /v1/programs/{id})", status=429,
-                               code="too_many_programs")
-        bucket = self._program_buckets.setdefault(scope, _TokenBucket(
-            self.settings.program_rate_per_s))
-        if not bucket.take():
-            raise RequestError("Programs are being created too fast for this key "
-                               f"(at most {self.settings.program_rate_per_s}/s)", status=429,
-                               code="rate_limited")
-
-    async def _collect(self, request: Request, first, stream: AsyncIterator):
-        """Drain a call; abort it if the client goes away meanwhile."""
-        async def drain():
-            result = first.result
-            async for chunk in stream:
-                result = chunk.result or result
-            return result
-
-        task = asyncio.ensure_future(drain())
-        while not task.done():
-            done, _ = await asyncio.wait({task}, timeout=0.5)
-            if not done and await request.is_disconnected():
-                task.cancel()
-                self.series.aborted.inc()
-                await stream.aclose()
-                return None
-        return task.result()
-
-    async def _sse(self, first, stream: AsyncIterator, *, chat: bool, model: str, rid: str,
-                   include_usage: bool, span: CallSpan) -> AsyncIterator[str]:
+    def _identity(self, scope: Scope, headers: Headers) -> CallIdentity:
+        if scope["method"] == "POST":
+            if self.server.draining:
+                raise RequestError("The server is shutting down", status=503)
+            length = headers.get("content-length")
+            limit = self.server.settings.max_body_bytes
+            kind = headers.get("content-type", "").split(";")[0].strip().lower()
+            if (length not in (None, "0") and kind != "application/json"
+                    and not scope["path"].startswith(FORM_ROUTES)):
+                raise RequestError("Content-Type must be application/json", status=415)
+            if length is None and headers.get("transfer-encoding"):
+                raise RequestError("Send a Content-Length", status=411)
+            if length is not None and (not length.isdigit() or int(length) > limit):
+                raise RequestError(f"The request body may be at most {limit} bytes",
+                                   status=413)
         try:
-            chunk, is_first, offset = first, True, 0
-            while True:
-                logprobs = protocol.logprobs_body(chunk.logprobs, chat=chat,
-                                                  decode=self._decode, offset=offset)
-                offset += len(chunk.text)
-                body = protocol.chunk_body(chunk.text, chunk.finish_reason, chat=chat,
-                                           model=model, rid=rid, first=is_first,
-                                           logprobs=logprobs)
-                yield f"data: {json.dumps(body)}\n\n"
-                if chunk.result is not None:
-                    self.series.call_latency.observe(chunk.result.latency_s)
-                    span.finish(chunk.result)
-                    if include_usage:
-                        tail = protocol.usage_chunk(chunk.result, chat=chat, model=model, rid=rid,
-                                                policy=self.policy)
-                        yield f"data: {json.dumps(tail)}\n\n"
-                    break
-                try:
-                    chunk, is_first = await anext(stream), False
-                except UNAVAILABLE as e:
-                    # Headers are sent: the failure goes as an error event, as vLLM does.
-                    self.series.errors.inc()
-                    span.finish(error=e, status=503)
-                    error = RequestError(str(e), status=503).body()
-                    yield f"data: {json.dumps(error)}\n\n"
-                    break
-            yield "data: [DONE]\n\n"
-        finally:
-            await stream.aclose()  # a disconnected client lands here: the call is aborted
-            span.finish()
+            key_scope = self.server.scope(Request(scope))
+        except RequestError:
+            key_scope = "invalid"  # vLLM's authentication answers 401 on /v1 routes
+        program, thread, gateway = (headers.get(h) for h in (PROGRAM_HEADER, THREAD_HEADER,
+                                                             GATEWAY_HEADER))
+        trace_context = {h: headers[h] for h in TRACE_HEADERS if h in headers}
+        return CallIdentity(key_scope, check_id(program, PROGRAM_HEADER) if program else None,
+                            check_id(thread, THREAD_HEADER) if thread else "main",
+                            scope["path"], trace_context,
+                            check_id(gateway, GATEWAY_HEADER) if gateway else None)
 
 
-    async def _sse_tools(self, first, stream: AsyncIterator, *, chat: bool, model: str,
-                         rid: str, include_usage: bool, span: CallSpan) -> AsyncIterator[str]:
-        """Tool mode: the envelope is parsed whole, so the message comes as one delta."""
-        try:
-            result = first.result
-            async for chunk in stream:
-                result = chunk.result or result
-        finally:
-            await stream.aclose()
-            span.finish(result)
-        self.series.call_latency.observe(result.latency_s)
-        message, finish = protocol.tool_message(result.text)
-        body = protocol.chunk_body("", None, chat=True, model=model, rid=rid, first=True)
-        body["choices"][0]["delta"] = {k: v for k, v in message.items() if v is not None}
-        if "tool_calls" in message:
-            for i, call in enumerate(body["choices"][0]["delta"]["tool_calls"]):
-                call["index"] = i
-        yield f"data: {json.dumps(body)}\n\n"
-        tail = protocol.chunk_body("", finish or result.finish_reason, chat=True, model=model,
-                                   rid=rid)
-        yield f"data: {json.dumps(tail)}\n\n"
-        if include_usage:
-            usage = protocol.usage_chunk(result, chat=True, model=model, rid=rid,
-                                         policy=self.policy)
-            yield f"data: {json.dumps(usage)}\n\n"
-        yield "data: [DONE]\n\n"
+async def _read_body(receive: Receive) -> bytes:
+    """The whole request body (its length is bounded by the middleware first)."""
+    parts = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        parts.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(parts)
 
 
-def _snapshot(snap: Any, external: str) -> dict[str, Any]:
-    t = snap.tally
-    return {"program_id": external, "service": snap.service, "num_calls": t.calls,
-            "active_threads": list(snap.active_threads),
-            "tokens_generated": t.completion_tokens, "queue_wait_s": t.queue_wait_s,
-            "preemptions": t.preemptions}
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` that gives the app the body read already, then the rest of the
+    connection's messages (a disconnect)."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed

@@ -28,7 +28,6 @@ from autellix_engine.frontend.config import EngineConfig
 from autellix_engine.frontend.engine import AutellixEngine
 from autellix_engine.server.app import build_app
 from autellix_engine.server.settings import ServerSettings
-from autellix_engine.server.vllm_app import build_vllm_app
 
 logger = logging.getLogger(__name__)
 
@@ -46,24 +45,22 @@ class _Uvicorn(uvicorn.Server):
         yield
 
 
-def serve(config: EngineConfig, settings: ServerSettings, *, openai_layer: str = "vllm",
+def serve(config: EngineConfig, settings: ServerSettings, *,
           frontend_flags: Sequence[str] = ()) -> int:
     """Run the server until a stop signal; returns the exit status.
 
-    ``openai_layer``: ``"autellix"`` (``autellix_engine.server.app``) or ``"vllm"``
-    (vLLM's own application, ``autellix_engine.server.vllm_app``, with
-    ``frontend_flags``: ``vllm serve``'s server flags).
+    ``frontend_flags``: ``vllm serve``'s server flags, for vLLM's application.
     """
     from autellix_engine.frontend.telemetry import configure_tracing
 
     configure_tracing(only_if_env=True, service_name="autellix-serve")
     try:
-        return asyncio.run(_serve(config, settings, openai_layer, frontend_flags))
+        return asyncio.run(_serve(config, settings, frontend_flags))
     except (asyncio.CancelledError, KeyboardInterrupt):
         return 0  # stopped while starting: the engine's processes were stopped
 
 
-async def _serve(config: EngineConfig, settings: ServerSettings, openai_layer: str,
+async def _serve(config: EngineConfig, settings: ServerSettings,
                  frontend_flags: Sequence[str]) -> int:
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
@@ -89,8 +86,7 @@ async def _serve(config: EngineConfig, settings: ServerSettings, openai_layer: s
         loop.add_signal_handler(sig, on_signal, sig)
     try:
         async with AutellixEngine(config) as engine:
-            app = (await build_vllm_app(engine, settings, frontend_flags)
-                   if openai_layer == "vllm" else build_app(engine, settings))
+            app = await build_app(engine, settings, frontend_flags)
             server = _Uvicorn(uvicorn.Config(
                 app, host=settings.host, port=settings.port, log_level="warning",
                 timeout_graceful_shutdown=settings.shutdown_timeout_s + CLOSE_MARGIN_S))

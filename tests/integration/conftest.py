@@ -1,5 +1,7 @@
 """Real vLLM engines on the ``tiny`` model, one per policy, shared by the session."""
 
+import contextlib
+
 import pytest
 import pytest_asyncio
 
@@ -18,6 +20,28 @@ async def wait_until(condition, timeout_s: float, what: str, poll_s: float = 0.2
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, f"timed out waiting: {what}"
         await asyncio.sleep(poll_s)
+
+
+@contextlib.asynccontextmanager
+async def serving(app):
+    """``app`` (an ASGI app) served on a loopback port while the block runs: its URL."""
+    import asyncio
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        assert not task.done(), task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
 
 
 class PolicyEngines:

@@ -110,8 +110,8 @@ def changes(chat: bool) -> st.SearchStrategy:
 # --- the service ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 async def chaos_server(atlas):
-    app = build_app(atlas, ServerSettings(max_tokens_limit=4, program_rate_per_s=1e9))
-    transport = httpx.ASGITransport(app=app)
+    app = await build_app(atlas, ServerSettings(max_tokens_limit=4, program_rate_per_s=1e9))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://chaos",
                                  timeout=NORMAL_BOUND_S) as http:
         yield http
@@ -123,7 +123,8 @@ def _encode(body) -> bytes:
 
 async def _normal_request_completes(http: httpx.AsyncClient) -> None:
     response = await asyncio.wait_for(
-        http.post("/v1/completions", json={"prompt": "still there?", "max_tokens": 1}),
+        http.post("/v1/completions", json={"model": "tiny", "prompt": "still there?",
+                                           "max_tokens": 1}),
         NORMAL_BOUND_S)
     assert response.status_code == 200, response.text[:300]
 
@@ -139,7 +140,7 @@ async def _nothing_left(engine) -> None:
         await wait_until(lambda i=i: _idle(engine.replicas()[i].gauges), 30,
                          f"an idle engine holding no KV block ({state.gauges})")
     left = [p.program_id for p in engine.programs()
-            if p.program_id.startswith(("call-", "n/")) or p.active_threads]
+            if p.program_id.startswith("call-") or p.active_threads]
     assert not left, left  # one-off programs end with their call
 
 
@@ -185,15 +186,17 @@ async def test_every_field_with_every_confusion(chaos_server, atlas, endpoint):
     chat = endpoint.endswith("chat/completions")
     base = ({"model": "tiny", "messages": [{"role": "user", "content": "hi"}]} if chat
             else {"model": "tiny", "prompt": "hi"})
-    sent = 0
+    sent, server_errors = 0, []
     for name in sorted(_request_fields(chat)):
         for value in EVERY_CONFUSION:
             body = {**base, "max_tokens": 2, name: value}
             response = await chaos_server.post(endpoint, content=_encode(body),
                                                headers={"content-type": "application/json"})
-            assert response.status_code < 500, (name, value, response.text[:300])
+            if response.status_code >= 500:
+                server_errors.append((name, value, response.text[:200]))
             await _normal_request_completes(chaos_server)
             sent += 1
+    assert not server_errors, server_errors
     assert sent > 500
     await _nothing_left(atlas)
 
@@ -261,7 +264,7 @@ async def test_the_reported_wedge_is_a_coerced_answer_and_the_next_request_works
     first = await chaos_server.post("/v1/chat/completions", json=body)
     assert first.status_code == 200, first.text  # vllm serve reads "123" as 123
     refused = await chaos_server.post("/v1/chat/completions", json={**body, "seed": "x"})
-    assert refused.status_code == 400 and refused.json()["error"]["param"] == "seed"
+    assert refused.status_code == 400 and "seed" in refused.json()["error"]["message"]
     await _normal_request_completes(chaos_server)
 
 

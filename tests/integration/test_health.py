@@ -35,7 +35,7 @@ async def pool():
 
 @pytest.fixture(scope="module")
 async def http(pool):
-    transport = httpx.ASGITransport(app=build_app(pool))
+    transport = httpx.ASGITransport(app=await build_app(pool))
     async with httpx.AsyncClient(transport=transport, base_url="http://pool",
                                  timeout=120) as client:
         yield client
@@ -99,7 +99,8 @@ async def test_with_every_engine_dead_health_fails_then_recovers(pool, http):
     assert (await http.get("/health/live")).status_code == 200  # restarting, not stuck
     with pytest.raises(ReplicaError):  # a clear error, not a hang
         await asyncio.wait_for(streaming, 60)
-    refused = await http.post("/v1/completions", json={"prompt": "x", "max_tokens": 1})
+    refused = await http.post("/v1/completions",
+                              json={"model": "tiny", "prompt": "x", "max_tokens": 1})
     assert refused.status_code == 503 and "error" in refused.json()
     await wait_until(lambda: pool.is_running and all(r.healthy for r in pool.replicas())
                      and all(pool.replica(i).llm is not None and not pool.replica(i).llm.errored
@@ -107,5 +108,6 @@ async def test_with_every_engine_dead_health_fails_then_recovers(pool, http):
                      240, "both replicas restarted")
     assert (await http.get("/health")).status_code == 200
     assert (await http.get("/health/ready")).status_code == 200
-    ok = await http.post("/v1/completions", json={"prompt": "back", "max_tokens": 2})
+    ok = await http.post("/v1/completions",
+                         json={"model": "tiny", "prompt": "back", "max_tokens": 2})
     assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 2

@@ -130,15 +130,13 @@ async def test_vllms_layer_over_a_remote_only_pool(remote_server):
     setting the bridge cannot carry is a 400, and the service stays."""
     import openai
 
-    from autellix_engine.server import ServerSettings
-    from autellix_engine.server.vllm_app import build_vllm_app
-    from tests.integration.test_vllm_layer import serving
+    from autellix_engine.server import ServerSettings, build_app
+    from tests.integration.conftest import serving
 
     _, url = remote_server
     async with AutellixEngine(replace(CONFIG, remote_urls=(url,))) as remote:
-        app = await build_vllm_app(remote, ServerSettings())
-        server, task, front = await serving(app)
-        try:
+        app = await build_app(remote, ServerSettings())
+        async with serving(app) as front:
             client = openai.AsyncOpenAI(base_url=f"{front}/v1", api_key="x", max_retries=0)
             messages = [{"role": "user", "content": "Name a colour."}]
             chat = await client.chat.completions.create(
@@ -168,9 +166,6 @@ async def test_vllms_layer_over_a_remote_only_pool(remote_server):
                                                     max_tokens=2)
             assert again.usage.completion_tokens == 2
             assert remote.active_calls() == 0
-        finally:
-            server.should_exit = True
-            await task
 
 
 async def test_mixed_pool_spreads_calls_and_survives_the_remote_dying(remote_server):

@@ -292,17 +292,17 @@ async def test_a_replica_exports_its_spans_and_sigterm_stops_its_engine_processe
             proc.kill()
 
 
-def test_serve_on_vllms_layer_with_its_flags_runs_programs_and_stops_on_sigterm():
-    """`autellix serve --openai-layer vllm` with `vllm serve`'s own tool flags: the
-    official client's chat and responses calls of one session are one program; a
-    SIGTERM stops the server and its engine processes."""
+def test_serve_with_vllm_serves_flags_runs_programs_and_stops_on_sigterm():
+    """`autellix serve` with `vllm serve`'s own tool flags: the official client's chat
+    and responses calls of one session are one program; a SIGTERM stops the server and
+    its engine processes."""
     import openai
 
     template = Path(__file__).parents[1] / "data" / "hermes_tools.jinja"
     port = _port()
-    proc = _start(["serve", *ENGINE_FLAGS, "--port", str(port), "--openai-layer", "vllm",
-                   "--chat-template", str(template), "--enable-auto-tool-choice",
-                   "--tool-call-parser", "hermes", "--shutdown-timeout", "3"], port)
+    proc = _start(["serve", *ENGINE_FLAGS, "--port", str(port), "--chat-template",
+                   str(template), "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
+                   "--shutdown-timeout", "3"], port)
     try:
         url = f"http://127.0.0.1:{port}"
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)

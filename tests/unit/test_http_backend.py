@@ -214,28 +214,6 @@ async def test_a_replica_that_fails_its_health_check_ends_its_silent_calls(front
     assert (await eng.generate([1, 2, 3], max_tokens=2)).text == "ab"
 
 
-async def test_the_server_reports_a_replica_fault_as_503_or_an_error_event(front):
-    """Headers not sent yet: a 503 body; mid-stream: an ``{"error"}`` event, then [DONE]."""
-    import httpx
-
-    from autellix_engine.server import build_app
-
-    fake, eng = front
-    transport = httpx.ASGITransport(app=build_app(eng))
-    async with httpx.AsyncClient(transport=transport, base_url="http://srv") as http:
-        fake.script[:] = ["drop"]
-        r = await http.post("/v1/completions", json={"prompt": "hi", "max_tokens": 2})
-        assert r.status_code == 503 and r.json()["error"]["type"] == "server_error"
-        fake.script[:] = ["drop"]
-        r = await http.post("/v1/completions",
-                            json={"prompt": "hi", "max_tokens": 2, "stream": True})
-        events = [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
-        assert r.status_code == 200 and events[-1] == "[DONE]"
-        assert json.loads(events[0])["choices"][0]["text"] == "a"
-        assert "error" in json.loads(events[-2])
-    assert _no_active_calls(eng)
-
-
 def test_a_native_call_travels_under_vllms_own_names():
     """A call of vLLM's layer as a ``/v1/completions`` body: set fields by vLLM's
     names, guided decoding as ``structured_outputs``, the program tag beside the

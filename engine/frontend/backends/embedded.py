@@ -121,14 +121,13 @@ class EmbeddedBackend:
                         else {"prompt_token_ids": list(call.prompt_ids)})
         gen = self._llm.generate(engine_input, sampling, call.request_id,
                                  trace_headers=trace_headers, priority=call.priority)
-        seen = 0  # tokens already reported (vLLM's CUMULATIVE outputs repeat them)
+        seen: dict[int, int] = {}  # per choice, tokens reported (CUMULATIVE repeats them)
         cumulative = native and sampling.output_kind == _cumulative()
         try:
             async for out in gen:
                 ours = _take_our_params(out) if out.finished else {}
                 completion = out.outputs[0]
-                ids = tuple(completion.token_ids[seen:] if cumulative else completion.token_ids)
-                seen += len(ids) if cumulative else 0
+                ids = _new_token_ids(out.outputs, seen, cumulative)
                 if native:  # every output goes back: vLLM's layer reads them all
                     yield Delta(completion.text, ids, raw=out)
                 elif completion.text or ids:
@@ -136,7 +135,9 @@ class EmbeddedBackend:
                                 _logprobs(completion, call.sampling.logprobs))
                 if out.finished:
                     self.gauges.update(ours.get(GAUGES_KEY) or {})
-                    data = ours.get(STATS_KEY)
+                    # n > 1: the replica reports one choice's statistics; the front
+                    # end estimates the call's service from the usage of all of them.
+                    data = ours.get(STATS_KEY) if sampling.n == 1 else None
                     yield Finish(completion.finish_reason or "stop", completion.stop_reason,
                                  out.num_cached_tokens or 0,
                                  None if data is None else CallStats.from_dict(data))
@@ -150,6 +151,16 @@ class EmbeddedBackend:
             raise
         finally:
             await gen.aclose()
+
+
+def _new_token_ids(outputs: Any, seen: dict[int, int], cumulative: bool) -> tuple[int, ...]:
+    """The tokens an output adds, over all its choices (``n`` > 1 reports several)."""
+    ids: list[int] = []
+    for completion in outputs:
+        done = seen.get(completion.index, 0) if cumulative else 0
+        ids += completion.token_ids[done:]
+        seen[completion.index] = len(completion.token_ids)
+    return tuple(ids)
 
 
 def _gauge_logger(gauges: EngineGauges) -> Any:
