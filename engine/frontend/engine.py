@@ -466,8 +466,10 @@ class AutellixEngine:
         ):
             ids = list(prompt)
             vocab = len(tok)
-            if any(t < 0 or t >= vocab for t in ids):
-                raise InvalidRequestError(f"Prompt token ids must be in [0, {vocab})")
+            bad = next((t for t in ids if t < 0 or t >= vocab), None)
+            if bad is not None:  # vLLM's words: clients match them
+                raise InvalidRequestError(f"Token id {bad} is out of vocabulary (ids are in "
+                                          f"[0, {vocab}))")
         else:
             msg = (
                 "prompt must be a non-empty str, a list of chat messages "
