@@ -136,6 +136,14 @@ class ProcessTable:
             self._remember_ended(program_id, snapshot)
             return snapshot
 
+    def discard(self, program_id: str) -> None:
+        """Forget a program that never ran (its first call was refused): no record
+        stays, and its id is free for a new program."""
+        with self._lock:
+            entry = self._programs.get(program_id)
+            if entry is not None and not entry.threads and entry.tally.calls == 0:
+                del self._programs[program_id]
+
     def _remember_ended(self, program_id: str, snapshot: ProgramSnapshot | None) -> None:
         self._ended[program_id] = snapshot
         while len(self._ended) > ENDED_MEMORY:

@@ -388,12 +388,11 @@ class AutellixEngine:
                          ended_programs=(pid,) if one_off else ())
         call = BackendCall(ticket.call_id, tuple(prompt_ids), sampling, tag, priority, trace)
         output = _Output(time.monotonic(), call.request_id)
-        finished = streamed = False
+        finished = refused = False
         try:
             async with contextlib.aclosing(self._pool.run(call)) as events:
                 async for index, event in events:
                     if isinstance(event, Delta):
-                        streamed = True
                         output.add(event)
                         yield event, None
                     else:
@@ -402,18 +401,16 @@ class AutellixEngine:
                         finished = True
                         self._record(result)
                         yield event, result
+        except ValueError:  # InvalidRequestError, or vLLM's own checks on the replica
+            refused = True
+            raise
         finally:
             if not finished:
                 self._table.abort_call(pid, ticket.call_id)
-            if pid in self._table and (one_off or created and not streamed
-                                       and self._never_ran(pid)):
-                # A one-off program ends with its call (its replica knows: the call
-                # said so); a program whose first call was refused was never one.
-                self._table.end_program(pid)
-
-    def _never_ran(self, program_id: str) -> bool:
-        snap = self._table.get(program_id)
-        return snap is not None and not snap.active_threads and snap.tally.calls == 0
+            if one_off and pid in self._table:
+                self._table.end_program(pid)  # its replica knows: the call said so
+            elif created and refused:
+                self._table.discard(pid)  # its first call was refused: it never ran
 
     def _estimate(self, prompt_tokens: int, cached: int, tokens: int) -> CallStats:
         """A replica that reports no statistics: service from the usage, in the

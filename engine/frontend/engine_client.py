@@ -162,11 +162,23 @@ class ProgramEngineClient(EngineClient):
         if observer is not None:
             trace_context = observer.trace_context  # the engine call joins its span
         try:
-            async for out in self._engine.stream_native(
-                    prompt, sampling_params, request_id=request_id, program_id=program_id,
-                    thread=identity.thread_id, priority=priority, trace_context=trace_context,
-                    on_result=observer.finish if observer is not None else None):
-                yield out
+            yielded = False
+            for restart in (False, True):
+                try:
+                    async for out in self._engine.stream_native(
+                            prompt, sampling_params, request_id=request_id,
+                            program_id=program_id, thread=identity.thread_id,
+                            priority=priority, trace_context=trace_context,
+                            on_result=observer.finish if observer is not None else None):
+                        yielded = True
+                        yield out
+                    break
+                except ProgramEndedError:
+                    # Refused before it started: a session whose program was ended
+                    # (through the program API) starts afresh, as a new conversation.
+                    if restart or yielded or program_id is None:
+                        raise
+                    self._engine.ensure_program(program_id)
         except (EngineNotRunningError, ReplicaError) as e:
             _finish(observer, e, HTTPStatus.SERVICE_UNAVAILABLE)
             raise GracefulHTTPError(str(e), HTTPStatus.SERVICE_UNAVAILABLE) from e

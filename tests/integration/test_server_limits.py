@@ -69,6 +69,20 @@ async def test_bad_requests_get_a_4xx_and_create_no_program(http, atlas, change,
     assert atlas.active_calls() == 0
 
 
+async def test_a_session_refused_or_ended_takes_its_next_valid_call(http, atlas):
+    """A refused first call leaves the session id free; a session whose program was
+    ended through the program API starts afresh."""
+    body = {**CHAT, "session_id": "again"}
+    refused = await http.post("/v1/chat/completions", json={**body, "top_logprobs": 99,
+                                                            "logprobs": True})
+    assert refused.status_code == 400
+    for _ in range(2):
+        ok = await http.post("/v1/chat/completions", json=body)
+        assert ok.status_code == 200, ok.text
+        assert atlas.program_stats("anon/again").tally.calls == 1
+        assert (await http.delete("/v1/programs/again")).status_code == 200
+
+
 async def test_only_json_bodies_are_accepted(http):
     for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
         r = await http.post("/v1/completions", content=b'{"model": "tiny", "prompt": "hi"}',

@@ -66,6 +66,19 @@ def test_calls_on_an_ended_program_raise():
         table.end_program(pid)
 
 
+def test_a_program_that_never_ran_is_discarded_and_its_id_stays_free():
+    table = ProcessTable()
+    ticket = table.begin_call("refused", "main")  # created by its first call ...
+    table.abort_call("refused", ticket.call_id)  # ... which the replica refused
+    table.discard("refused")
+    assert table.get("refused") is None
+    table.begin_call("refused", "main")  # not an ended program: calls are taken
+    ran = table.begin_call("ran", "main")
+    table.complete_call("ran", ran.call_id, CallStats(service=5))
+    table.discard("ran")  # it ran: kept
+    assert table.get("ran").service == 5
+
+
 def test_duplicate_start_is_refused():
     table = ProcessTable()
     table.start_program("p")
