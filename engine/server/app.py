@@ -29,7 +29,6 @@ from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from autellix_engine.core.wire import POLICY_HEADER
@@ -119,21 +118,18 @@ class _ObservedCall:
     def __init__(self, span: CallSpan, series: ServerMetrics) -> None:
         self.span, self.series = span, series
         self.trace_context = span.trace_context
-        self._ended = False
         series.requests.inc()
 
     def finish(self, result: CallResult | None = None, error: BaseException | None = None,
                status: int | None = None) -> None:
-        if self._ended:
-            return
-        self._ended = True
+        if not self.span.finish(result, error, status):
+            return  # counted at its first end
         if result is not None:
             self.series.call_latency.observe(result.latency_s)
         elif error is not None:
             self.series.errors.inc()
         else:
             self.series.aborted.inc()
-        self.span.finish(result, error, status)
 
 
 def _observed_calls(model: str, policy: str, series: ServerMetrics) -> Any:
@@ -175,7 +171,7 @@ def _answering_errors(handler: Any) -> Any:
         try:
             return await handler(request)
         except RequestError as e:
-            return JSONResponse(e.body(), status_code=e.status)
+            return e.response()
 
     return endpoint
 
@@ -199,7 +195,7 @@ class _CallScope:
         try:
             identity = self._identity(scope, headers)
         except RequestError as e:
-            await JSONResponse(e.body(), status_code=e.status)(scope, receive, send)
+            await e.response()(scope, receive, send)
             return
         policy = self.server.engine.config.policy.encode()
 
@@ -214,7 +210,7 @@ class _CallScope:
             try:
                 check_body(scope["path"], body)
             except RequestError as e:
-                await JSONResponse(e.body(), status_code=e.status)(scope, receive, send)
+                await e.response()(scope, receive, send)
                 return
             receive = _replay(body, receive)
         token = CALL_IDENTITY.set(identity)

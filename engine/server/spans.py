@@ -51,10 +51,11 @@ class CallSpan:
         self._ended = False
 
     def finish(self, result: CallResult | None = None,
-               error: BaseException | None = None, status: int | None = None) -> None:
-        """End the span once, with the call's statistics or its error."""
+               error: BaseException | None = None, status: int | None = None) -> bool:
+        """End the span once, with the call's statistics or its error; False when it
+        had ended already."""
         if self._ended:
-            return
+            return False
         self._ended = True
         if result is not None:
             self.span.set_attributes({
@@ -72,3 +73,4 @@ class CallSpan:
         if status is not None or result is not None:
             self.span.set_attribute(T.HTTP_STATUS, status or 200)
         self.span.end()
+        return True

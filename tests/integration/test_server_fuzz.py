@@ -86,8 +86,7 @@ def _poster(fuzz_server):
 
 async def test_generated_and_mutated_bodies_never_get_a_5xx(fuzz_server, atlas):
     post, seen = _poster(fuzz_server)
-    examples = EXAMPLES
-    fuzz = settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+    fuzz = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                     suppress_health_check=list(HealthCheck))
 
     @fuzz
@@ -128,7 +127,7 @@ async def test_generated_and_mutated_bodies_never_get_a_5xx(fuzz_server, atlas):
     for battery in (random_documents, mutated_requests, raw_bodies, mutated_messages):
         await asyncio.to_thread(battery)
     total = sum(seen.values())
-    assert total >= 4 * examples and seen.get(200, 0) > 0, seen
+    assert total >= 4 * EXAMPLES and seen.get(200, 0) > 0, seen
     print(f"fuzz: {total} requests, by status {dict(sorted(seen.items()))}")  # noqa: T201
     # The server still answers a normal request, and no call is left active.
     ok = await fuzz_server[0].post("/v1/completions",
