@@ -10,6 +10,10 @@ message and the engine's guided decoding constrains the output to a JSON envelop
   OpenAI), several calls at once: a JSON list of call objects.
 
 Tools are OpenAI-format dicts: ``{"type": "function", "function": {"name", ...}}``.
+
+The server speaks the same envelope through vLLM's own tool-calling seams:
+:func:`chat_template` wraps a model's chat template so that it describes the tools
+this way, and ``envelope_parser.EnvelopeToolParser`` guides and parses the output.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import re
 import uuid
 from typing import Any
 
+#: The envelope's name as a vLLM tool parser (``--tool-call-parser``).
+ENVELOPE_PARSER = "autellix_envelope"
 #: tool_choice values meaning "must call some tool".
 MUST_CALL = ("any", "required", True)
 
@@ -36,9 +42,66 @@ def with_tools_note(messages: list[dict[str, str]], tools: list[dict], allow_tex
                     parallel: bool = False) -> list[dict[str, str]]:
     """``messages`` with the tools described in the (first) system message."""
     specs = [t["function"] for t in tools]
-    note = TOOLS_PROMPT.format(tools=json.dumps(specs, separators=(",", ":")))
+    note = TOOLS_PROMPT.format(tools=_tojson(specs))
     note += PARALLEL_SUFFIX if parallel else ""
     return merge_system(messages, note + (AUTO_SUFFIX if allow_text else ""))
+
+
+def chat_template(base: str) -> str:
+    """``base`` (a model's Jinja chat template) preceded by a part that rewrites the
+    conversation into the envelope's transcript, as :func:`with_tools_note` and the
+    chat model's history do: the tools described in the first system message, earlier
+    tool calls as the envelopes the model produced, and ``tools`` cleared, so that a
+    template with a native tool format does not describe them a second time.
+
+    A template cannot see ``tool_choice`` or ``parallel_tool_calls``, so the note
+    offers all three answers; guided decoding allows only the ones the request does.
+    """
+    head, tail = TOOLS_PROMPT.format(tools="\0").split("\0")
+    tail += PARALLEL_SUFFIX + AUTO_SUFFIX
+    return _TEMPLATE_PREFIX.format(head=_jinja_str(head), tail=_jinja_str(tail)) + base
+
+
+def _jinja_str(text: str) -> str:
+    """``text`` as a Jinja string literal (Jinja reads Python's escapes; ASCII only)."""
+    if not text.isascii():
+        raise ValueError("the envelope's note must be ASCII")
+    return json.dumps(text)
+
+
+# A Jinja ``set`` at the top level rebinds ``messages`` and ``tools`` for the whole of
+# the model's template that follows. Call arguments arrive as objects (vLLM's renderer
+# parses them), so ``tojson`` writes them as the model produced them.
+_TEMPLATE_PREFIX = """\
+{{%- set ns = namespace(messages=[], specs=[]) %}}
+{{%- for message in messages %}}
+  {{%- if message.role == 'assistant' and message.tool_calls %}}
+    {{%- set calls = namespace(texts=[]) %}}
+    {{%- for call in message.tool_calls %}}
+      {{%- set calls.texts = calls.texts + [{{'name': call.function.name, \
+'arguments': call.function.arguments}}|tojson] %}}
+    {{%- endfor %}}
+    {{%- set ns.messages = ns.messages + [{{'role': 'assistant', \
+'content': calls.texts|join('\\n')}}] %}}
+  {{%- else %}}
+    {{%- set ns.messages = ns.messages + [message] %}}
+  {{%- endif %}}
+{{%- endfor %}}
+{{%- if tools %}}
+  {{%- for tool in tools %}}
+    {{%- set ns.specs = ns.specs + [tool.function if tool.function is defined else tool] %}}
+  {{%- endfor %}}
+  {{%- set note = {head} ~ (ns.specs|tojson) ~ {tail} %}}
+  {{%- if ns.messages and ns.messages[0].role == 'system' %}}
+    {{%- set ns.messages = [{{'role': 'system', \
+'content': ns.messages[0].content ~ '\\n\\n' ~ note}}] + ns.messages[1:] %}}
+  {{%- else %}}
+    {{%- set ns.messages = [{{'role': 'system', 'content': note}}] + ns.messages %}}
+  {{%- endif %}}
+{{%- endif %}}
+{{%- set messages = ns.messages %}}
+{{%- set tools = none -%}}
+"""
 
 
 def merge_system(messages: list[dict[str, str]], note: str) -> list[dict[str, str]]:
@@ -50,7 +113,13 @@ def merge_system(messages: list[dict[str, str]], note: str) -> list[dict[str, st
 
 def render_call(name: str, arguments: Any) -> str:
     """An earlier tool call as the envelope the model produced."""
-    return json.dumps({"name": name, "arguments": arguments})
+    return _tojson({"name": name, "arguments": arguments})
+
+
+def _tojson(value: Any) -> str:
+    """JSON as chat templates' ``tojson`` writes it (transformers' filter), so that the
+    chat model and the server's :func:`chat_template` render the same transcript."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def tool_names(tools: list[dict]) -> list[str]:

@@ -1,6 +1,9 @@
 """Tool calling through the server's OpenAI API, on SmolLM2 (a model whose chat
-template has no tool format): named and required tool choice are guided by vLLM's
-structured outputs for the tool parser's format (``vllm serve``'s own flags).
+template has no tool format), with ``vllm serve``'s own flags and our envelope as the
+tool parser (``--tool-call-parser autellix_envelope``): the server wraps the model's
+template to describe the tools, and every tool choice (auto, required, named) is guided
+to the envelope and read back as OpenAI tool calls or a plain answer, streamed or not,
+in Chat Completions and the Responses API.
 
 Not on ``tiny``: guided JSON lets a random-weight model pad the call with whitespace
 until ``max_tokens``; SmolLM2 closes it (as in the chat-model tests).
@@ -25,7 +28,7 @@ async def server():
                                       kv_cache_bytes=128 * MiB))
     await eng.start()
     try:
-        flags = ["--enable-auto-tool-choice", "--tool-call-parser", "hermes"]
+        flags = ["--enable-auto-tool-choice", "--tool-call-parser", "autellix_envelope"]
         async with serving(await build_app(eng, frontend_flags=flags)) as url:
             yield url
     finally:
@@ -90,3 +93,78 @@ async def test_several_tool_calls_in_one_answer_and_ids_in_the_history(server):
         model="smollm2", messages=question, tools=[CITY_TOOL], tool_choice="required",
         parallel_tool_calls=False, max_tokens=80, **GREEDY)
     assert len(single.choices[0].message.tool_calls or ()) == 1, single.choices[0]
+
+
+async def _streamed(client, **request):
+    """(content deltas, tool-call deltas, finish reasons) of a streamed chat call."""
+    stream = await client.chat.completions.create(model="smollm2", stream=True, **request)
+    chunks = [c async for c in stream]
+    choices = [ch for c in chunks for ch in c.choices]
+    return ([ch.delta.content for ch in choices if ch.delta.content],
+            [tc for ch in choices for tc in (ch.delta.tool_calls or [])],
+            [ch.finish_reason for ch in choices if ch.finish_reason])
+
+
+async def test_auto_tool_choice_calls_a_tool_then_answers_in_plain_text(server):
+    """``tool_choice="auto"`` (the default with tools): the model may call or answer.
+    Asked for the weather it calls the tool; given the result it answers, and the
+    answer is plain text (not the envelope's JSON), streamed piece by piece."""
+    client = openai.AsyncOpenAI(base_url=f"{server}/v1", api_key="unused")
+    question = [{"role": "user", "content": "What is the weather in Paris? Use the tool."}]
+    asked = {"messages": question, "tools": [CITY_TOOL], "max_tokens": 64, **GREEDY}
+    reply = await client.chat.completions.create(model="smollm2", **asked)
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls" and not choice.message.content, choice
+    call = choice.message.tool_calls[0]
+    assert (call.function.name, json.loads(call.function.arguments)) == (
+        "get_weather", {"city": "Paris"})
+    texts, calls, finishes = await _streamed(client, **asked)
+    assert not texts and finishes == ["tool_calls"]
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [
+        ("get_weather", {"city": "Paris"})]
+
+    history = [*question, choice.message.model_dump(exclude_none=True),
+               {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 C"}]
+    follow = {"messages": history, "tools": [CITY_TOOL], "max_tokens": 40, **GREEDY}
+    answer = await client.chat.completions.create(model="smollm2", **follow)
+    message = answer.choices[0].message
+    assert answer.choices[0].finish_reason == "stop" and not message.tool_calls
+    assert message.content and not message.content.lstrip().startswith("{"), message
+    texts, calls, finishes = await _streamed(client, **follow)
+    assert not calls and finishes == ["stop"]
+    assert len(texts) > 1 and not "".join(texts).lstrip().startswith("{"), texts
+
+
+async def test_responses_api_calls_a_function_tool(server):
+    """The Responses API (the OpenAI Agents SDK's) under auto: a function call item."""
+    client = openai.AsyncOpenAI(base_url=f"{server}/v1", api_key="unused")
+    tool = {"type": "function", "name": "get_weather", "description": "Weather of a city",
+            "parameters": CITY_TOOL["function"]["parameters"]}
+    response = await client.responses.create(
+        model="smollm2", input="What is the weather in Oslo? Use the tool.", tools=[tool],
+        max_output_tokens=64, **GREEDY)
+    calls = [item for item in response.output if item.type == "function_call"]
+    assert [(c.name, json.loads(c.arguments)) for c in calls] == [("get_weather",
+                                                                   {"city": "Oslo"})]
+
+
+async def test_bad_tool_requests_are_400s_and_the_server_serves_on(server):
+    """A schema the grammar cannot compile, a named tool that is not bound, an empty
+    tool list: each a 400, then a tool call still works."""
+    client = openai.AsyncOpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0)
+    messages = [{"role": "user", "content": "hi"}]
+    bad_pattern = {"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"a": {"type": "string", "pattern": "("}}}}}
+    for tools, choice in (([bad_pattern], "auto"), ([CITY_TOOL], {
+            "type": "function", "function": {"name": "nope"}}), ([], "auto")):
+        try:
+            await client.chat.completions.create(model="smollm2", messages=messages,
+                                                 tools=tools, tool_choice=choice, max_tokens=4)
+        except openai.BadRequestError:
+            continue
+        raise AssertionError(f"accepted {tools} {choice}")
+    reply = await client.chat.completions.create(
+        model="smollm2", messages=[{"role": "user", "content": "Weather in Oslo?"}],
+        tools=[CITY_TOOL], tool_choice="required", parallel_tool_calls=False, max_tokens=64,
+        **GREEDY)
+    assert len(reply.choices[0].message.tool_calls) == 1, reply.choices[0]
