@@ -10,6 +10,28 @@ from collections.abc import Callable
 from typing import Any
 
 
+def _envelope_template(args: argparse.Namespace) -> int:
+    """Print the model's chat template wrapped for the tool envelope (what ``autellix
+    serve --tool-call-parser autellix_envelope`` uses), for a stock ``vllm serve``."""
+    from autellix_engine.frontend.models import ModelError, resolve_model
+    from autellix_engine.frontend.tool_envelope import chat_template
+
+    try:
+        if args.chat_template:
+            with open(args.chat_template) as f:
+                base = f.read()
+        else:
+            from transformers import AutoTokenizer
+
+            base = AutoTokenizer.from_pretrained(resolve_model(args.model).path
+                                                 ).get_chat_template()
+    except (ModelError, OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)  # noqa: T201
+        return 1
+    print(chat_template(base), end="")  # noqa: T201
+    return 0
+
+
 def _prepare(args: argparse.Namespace) -> int:
     from autellix_engine.frontend.models import ModelError, resolve_model
 
@@ -147,6 +169,14 @@ def build_parser(add_commands: AddCommands | None = None) -> argparse.ArgumentPa
     p = sub.add_parser("prepare-model", help="prepare built-in models once (cached)")
     p.add_argument("models", nargs="*", default=["smollm2"], help="smollm2, tiny")
     p.set_defaults(func=_prepare)
+
+    p = sub.add_parser(
+        "envelope-template", help="print a model's chat template wrapped for the tool "
+        "envelope, for a stock vllm serve (--chat-template FILE --tool-parser-plugin "
+        "<autellix_engine/frontend/envelope_parser.py> --tool-call-parser autellix_envelope)")
+    p.add_argument("--model", default="smollm2", help="smollm2, tiny, a folder or a hub id")
+    p.add_argument("--chat-template", help="wrap this template file instead of the model's")
+    p.set_defaults(func=_envelope_template)
 
     p = sub.add_parser("build-ext", help="compile the KV swap extension (csrc/) once; "
                        "exits 1 when the build fails")

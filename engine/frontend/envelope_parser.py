@@ -4,14 +4,14 @@ For a model without a tool format of its own (SmolLM2, the tiny test model), vLL
 server needs two things to call tools under ``tool_choice="auto"``: a chat template that
 describes the tools (``tool_envelope.chat_template``; ``autellix serve`` wraps the
 model's template with it when this parser is chosen) and a parser that guides and reads
-the output. This is the parser: under ``auto`` it guides the output to the envelope
-(a call, a list of calls, or ``{"response": ...}``) and reads it, streaming a plain
-answer's text as it comes. ``required`` and named tool choice keep vLLM's own JSON
-handling (its schema, its parsing), as for every parser of vLLM's.
+the output. This is the parser: it guides the output to the envelope (a call, a list
+of calls, or under ``auto`` also ``{"response": ...}``) and reads it back as OpenAI tool
+calls or a plain answer, whose text streams as it comes.
 
 Importing this module registers the parser, so a stock ``vllm serve`` takes it as
-``--tool-parser-plugin <this file> --tool-call-parser autellix_envelope`` (with
-``--chat-template`` set to the wrapped template: ``autellix envelope-template``).
+``--tool-parser-plugin <this file> --tool-call-parser autellix_envelope
+--enable-auto-tool-choice --chat-template FILE`` (FILE: what ``autellix
+envelope-template`` prints).
 """
 
 from __future__ import annotations

@@ -168,3 +168,29 @@ async def test_bad_tool_requests_are_400s_and_the_server_serves_on(server):
         tools=[CITY_TOOL], tool_choice="required", parallel_tool_calls=False, max_tokens=64,
         **GREEDY)
     assert len(reply.choices[0].message.tool_calls) == 1, reply.choices[0]
+
+
+async def test_openai_agents_sdk_agent_chooses_its_tool(server):
+    """An OpenAI Agents SDK agent (Responses API, streaming) under auto tool choice:
+    the model chooses the tool, the SDK runs it. (``stop_on_first_tool``: given the
+    result, a 135M model calls again rather than answer: plain answers after a tool
+    result are checked in Chat Completions above.)"""
+    import agents
+
+    calls = []
+
+    @agents.function_tool
+    def get_weather(city: str) -> str:
+        """Weather of a city."""
+        calls.append(city)
+        return f"Sunny in {city}"
+
+    agents.set_tracing_disabled(True)
+    client = openai.AsyncOpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0)
+    agent = agents.Agent(name="weather", instructions="Answer briefly.", tools=[get_weather],
+                         model=agents.OpenAIResponsesModel("smollm2", client),
+                         tool_use_behavior="stop_on_first_tool",
+                         model_settings=agents.ModelSettings(max_tokens=48, temperature=0.0))
+    result = await agents.Runner.run(agent, "What is the weather in Paris? Use the tool.",
+                                     max_turns=2)
+    assert calls == ["Paris"] and result.final_output == "Sunny in Paris", calls

@@ -9,12 +9,21 @@ engine on a loaded 2-core machine): with session ids B's short call overtakes A'
 ones at once; without them B waits for one of A's calls to finish (the top queue's
 quantum, 1024 tokens of service here, exceeds A's 300-token calls). The wall-clock
 comparison is a benchmark: ``python benchmarks/session_overtake.py`` (docs/benchmarks.md).
+
+The same server takes our tool envelope as a plugin (docs/server.md): the parser file,
+``--tool-call-parser autellix_envelope`` and the template ``autellix envelope-template``
+prints; the official client's tool calls work under ``tool_choice="auto"``.
 """
+
+import json
+import subprocess
+import sys
 
 import openai
 import pytest
 import pytest_asyncio
 
+import autellix_engine.frontend.envelope_parser as envelope_parser
 from autellix_workloads import session_overtake
 
 RUNNING = 4  # = --max-num-seqs: A's long calls fill the batch
@@ -22,8 +31,14 @@ MODEL = "smollm2"  # tiny's fast steps flood vLLM's API server here (session_ove
 
 
 @pytest_asyncio.fixture(scope="module")
-async def stock_server():
-    async with session_overtake.stock_vllm_server(MODEL, RUNNING) as url:
+async def stock_server(tmp_path_factory):
+    template = tmp_path_factory.mktemp("envelope") / "template.jinja"
+    template.write_text(subprocess.run(
+        [sys.executable, "-m", "autellix_workloads.cli", "envelope-template", "--model", MODEL],
+        check=True, capture_output=True, text=True).stdout)
+    tools = ["--tool-parser-plugin", envelope_parser.__file__, "--tool-call-parser",
+             "autellix_envelope", "--enable-auto-tool-choice", "--chat-template", str(template)]
+    async with session_overtake.stock_vllm_server(MODEL, RUNNING, extra_flags=tools) as url:
         yield url
 
 
@@ -85,3 +100,31 @@ def test_the_chatopenai_example_runs_against_this_server(stock_server):
     out = run_example("chatopenai_vllm_serve.py", AUTELLIX_BASE_URL=stock_server,
                       AUTELLIX_MODEL=MODEL)
     assert out.count("bot: ") == 2, out
+
+
+async def test_the_tool_envelope_as_a_plugin_of_stock_vllm(stock_server):
+    """Auto tool choice on a model without a tool format: a call, then (given its
+    result) a plain streamed answer."""
+    tool = {"type": "function", "function": {
+        "name": "get_weather", "description": "Weather of a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                       "required": ["city"]}}}
+    client = openai.AsyncOpenAI(base_url=f"{stock_server}/v1", api_key="unused",
+                                timeout=openai.Timeout(600.0, connect=60.0))
+    try:
+        question = [{"role": "user", "content": "What is the weather in Paris? Use the tool."}]
+        reply = await client.chat.completions.create(
+            model=MODEL, messages=question, tools=[tool], max_tokens=64, temperature=0.0)
+        call = reply.choices[0].message.tool_calls[0]
+        assert (call.function.name, json.loads(call.function.arguments)) == (
+            "get_weather", {"city": "Paris"})
+        history = [*question, reply.choices[0].message.model_dump(exclude_none=True),
+                   {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 C"}]
+        stream = await client.chat.completions.create(
+            model=MODEL, messages=history, tools=[tool], max_tokens=40, temperature=0.0,
+            stream=True)
+        texts = [c.choices[0].delta.content async for c in stream
+                 if c.choices and c.choices[0].delta.content]
+        assert len(texts) > 1 and not "".join(texts).lstrip().startswith("{"), texts
+    finally:
+        await client.close()
