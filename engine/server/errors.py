@@ -12,7 +12,7 @@ class RequestError(ValueError):
 
     def __init__(self, message: str, *, param: str | None = None, status: int = 400,
                  code: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(_encodable(message))
         self.param, self.status, self.code = param, status, code
 
     def body(self) -> dict[str, Any]:
@@ -22,3 +22,9 @@ class RequestError(ValueError):
 
     def response(self) -> JSONResponse:
         return JSONResponse(self.body(), status_code=self.status)
+
+
+def _encodable(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode (lone surrogates a client sent, quoted back
+    in a validation message) as escapes, so that the error body can be written."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -3,13 +3,18 @@
 Property-based (hypothesis, derandomized so every run sends the same bodies): random
 JSON documents, valid requests with fields replaced by random values, hostile strings
 (lone surrogates, huge numbers, deep nesting), raw bytes and wrong content types, to
-every endpoint, against the server over a real engine (``tiny``). After the battery a
-normal request still succeeds and the process table holds no active call.
+every endpoint, against the server over a real engine (``tiny``): every other body to
+the same server with our tool envelope as its tool parser (``--tool-call-parser
+autellix_envelope``), so tools, tool choices and tool-call histories also go through the
+wrapped template and the parser. After the battery a normal request still succeeds on
+both and the process table holds no active call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 
 import httpx
@@ -26,7 +31,9 @@ FIELDS = ("model", "messages", "prompt", "max_tokens", "max_completion_tokens", 
           "logit_bias", "logprobs", "top_logprobs", "user", "program_id", "thread_id",
           "session_id", "priority", "presence_penalty", "frequency_penalty",
           "repetition_penalty", "min_tokens", "parallel_tool_calls")
-EXAMPLES = 400  # per battery below (raw_bodies sends 3 each): 2,400 requests in all
+EXAMPLES = 400  # per battery below (raw_bodies sends 3 each): 2,800 requests in all
+TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
 
 surrogates = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
 texts = st.one_of(st.text(max_size=20), st.text(surrogates, min_size=1, max_size=3),
@@ -55,21 +62,31 @@ def _encode(body) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
+ENVELOPE_FLAGS = ["--enable-auto-tool-choice", "--tool-call-parser", "autellix_envelope"]
+
+
 @pytest.fixture(scope="module")
 async def fuzz_server(atlas):
-    app = await build_app(atlas, ServerSettings(max_tokens_limit=4, program_rate_per_s=1e9))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://fuzz",
-                                 timeout=60) as http:
-        yield http, asyncio.get_running_loop()
+    """(plain server, server with the envelope parser) over one engine, and its loop."""
+    settings = ServerSettings(max_tokens_limit=4, program_rate_per_s=1e9)
+    apps = [await build_app(atlas, settings), await build_app(atlas, settings, ENVELOPE_FLAGS)]
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://fuzz", timeout=60))
+            for app in apps]
+        yield clients, asyncio.get_running_loop()
 
 
 def _poster(fuzz_server):
-    http, loop = fuzz_server
+    clients, loop = fuzz_server
     seen: dict[int, int] = {}
+    sent = itertools.count()
 
-    def post(endpoint: str, content: bytes, content_type: str = "application/json"):
+    def post(endpoint: str, content: bytes, content_type: str = "application/json",
+             to: int | None = None):
+        """To server ``to``, else to each in turn."""
         # Hypothesis drives a synchronous function; the server runs on the engine's loop.
+        http = clients[next(sent) % len(clients) if to is None else to]
         call = http.post(endpoint, content=content, headers={"content-type": content_type})
         response = asyncio.run_coroutine_threadsafe(call, loop).result(120)
         seen[response.status_code] = seen.get(response.status_code, 0) + 1
@@ -124,13 +141,35 @@ async def test_generated_and_mutated_bodies_never_get_a_5xx(fuzz_server, atlas):
                 "messages": [{"role": "user", "content": "hi"}, message]}
         post(ENDPOINTS[0], _encode(body))
 
-    for battery in (random_documents, mutated_requests, raw_bodies, mutated_messages):
+    choices = st.sampled_from(["auto", "none", "required", {
+        "type": "function", "function": {"name": "get_weather"}}])
+
+    @fuzz
+    @given(choice=st.one_of(choices, choices, choices, json_values),  # mostly valid
+           parallel=st.one_of(st.booleans(), st.booleans(), json_values),
+           name=texts, arguments=st.one_of(texts, json_values.map(json.dumps)),
+           stream=st.booleans())
+    def tool_requests(choice, parallel, name, arguments, stream):
+        """A bound tool and a history with an earlier call, hostile in their values, to
+        the server with the envelope parser."""
+        call = {"id": "c1", "type": "function",
+                "function": {"name": name, "arguments": arguments}}
+        body = {"model": "tiny", "max_tokens": 4, "stream": stream, "tools": [TOOL],
+                "tool_choice": choice, "parallel_tool_calls": parallel,
+                "messages": [{"role": "user", "content": "hi"},
+                             {"role": "assistant", "content": None, "tool_calls": [call]},
+                             {"role": "tool", "tool_call_id": "c1", "content": "x"}]}
+        post(ENDPOINTS[0], _encode(body), to=1)  # the envelope server
+
+    for battery in (random_documents, mutated_requests, raw_bodies, mutated_messages,
+                    tool_requests):
         await asyncio.to_thread(battery)
     total = sum(seen.values())
-    assert total >= 4 * EXAMPLES and seen.get(200, 0) > 0, seen
+    assert total >= 5 * EXAMPLES and seen.get(200, 0) > 0, seen
     print(f"fuzz: {total} requests, by status {dict(sorted(seen.items()))}")  # noqa: T201
-    # The server still answers a normal request, and no call is left active.
-    ok = await fuzz_server[0].post("/v1/completions",
-                                   json={"model": "tiny", "prompt": "still", "max_tokens": 2})
-    assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 2
+    # Both still answer a normal request, and no call is left active.
+    for http in fuzz_server[0]:
+        ok = await http.post("/v1/completions",
+                             json={"model": "tiny", "prompt": "still", "max_tokens": 2})
+        assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 2
     assert all(not p.active_threads for p in atlas.programs())
