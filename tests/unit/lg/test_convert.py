@@ -40,9 +40,9 @@ def test_tool_calls_and_results_are_rendered_in_the_envelope():
 def test_tools_are_described_in_the_system_message():
     out = _convert.to_chat_messages([SystemMessage("sys"), HumanMessage("q")], TOOLS, "auto")
     assert out[0]["role"] == "system" and out[0]["content"].startswith("sys")
-    assert '"name":"add"' in out[0]["content"] and '"response"' in out[0]["content"]
+    assert '"name": "add"' in out[0]["content"] and '"response"' in out[0]["content"]
     forced = _convert.to_chat_messages([HumanMessage("q")], TOOLS, "mul")
-    assert '"name":"mul"' in forced[0]["content"] and '"name":"add"' not in forced[0]["content"]
+    assert '"name": "mul"' in forced[0]["content"] and '"name": "add"' not in forced[0]["content"]
     assert '"response"' not in forced[0]["content"]
 
 
