@@ -79,6 +79,10 @@ def vllm_server_args(engine: AutellixEngine, settings: ServerSettings,
     args = make_arg_parser(FlexibleArgumentParser(prog="autellix serve")).parse_args(argv)
     if settings.api_keys:
         args.api_key = list(settings.api_keys)
+    if args.tool_call_parser == ENVELOPE_PARSER:
+        # It reads every tool choice, and vLLM hands required and named choices to such a
+        # parser only with this flag: without it they would come back as the JSON text.
+        args.enable_auto_tool_choice = True
     validate_parsed_serve_args(args)
     return args
 

@@ -28,7 +28,7 @@ async def server():
                                       kv_cache_bytes=128 * MiB))
     await eng.start()
     try:
-        flags = ["--enable-auto-tool-choice", "--tool-call-parser", "autellix_envelope"]
+        flags = ["--tool-call-parser", "autellix_envelope"]  # implies auto tool choice
         async with serving(await build_app(eng, frontend_flags=flags)) as url:
             yield url
     finally:
