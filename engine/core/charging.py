@@ -1,11 +1,14 @@
 """An engine's active calls and what each step charges them (pure).
 
+``ServiceCharger`` is the one rule for what running costs a call (its statistics and
+its service, ``decisions.step_service``), used by the scheduler after each step and by
+the simulator, which charges a decoding call several steps at once.
+
 ``CallBook`` is the scheduler's bookkeeping, apart from vLLM: it admits calls (their
 ``CallState`` and queue), and after each engine step charges service to the calls the
-step ran (``decisions.step_service``) and waiting to every other active call, lazily
-through the ``WaitLedger`` (a step costs O(calls that start or stop waiting), not
-O(all waiting calls)). Calls whose queue changed are kept until the scheduler applies
-them at its next decision step.
+step ran and waiting to every other active call, lazily through the ``WaitLedger`` (a
+step costs O(calls that start or stop waiting), not O(all waiting calls)). Calls whose
+queue changed are kept until the scheduler applies them at its next decision step.
 """
 
 from __future__ import annotations
@@ -19,13 +22,39 @@ from autellix_engine.core.policies import Policy
 from autellix_engine.core.waits import WaitLedger
 
 
+class ServiceCharger:
+    """Charges a call for running: its statistics, and its service to ``policy`` (in
+    the configured unit: tokens, prompt tokens weighted, or seconds)."""
+
+    def __init__(self, policy: Policy, config: PolicyConfig) -> None:
+        self.policy = policy
+        self._tokens_unit = config.service_unit is ServiceUnit.TOKENS
+        self._weight = config.prefill_token_weight
+
+    def charge(self, call: CallState, tokens: int, decoding: bool, seconds: float,
+               steps: int = 1) -> bool:
+        """``steps`` engine steps of ``call``, ``seconds`` in all: decoding a token in
+        each, or (one step) computing ``tokens`` prompt tokens. Whether its queue
+        changed."""
+        stats = call.stats
+        stats.execution_s += seconds
+        if decoding:
+            stats.decode_tokens += steps
+            service = steps * step_service(1, True, self._weight)
+        else:
+            stats.prefill_tokens += tokens
+            stats.prefill_s += seconds
+            service = step_service(tokens, False, self._weight)
+        return self.policy.record_service(call, service if self._tokens_unit else seconds)
+
+
 class CallBook:
     """The active calls of one engine, by call id."""
 
     def __init__(self, policy: Policy, config: PolicyConfig) -> None:
         self.policy = policy
         self._tokens_unit = config.service_unit is ServiceUnit.TOKENS
-        self._weight = config.prefill_token_weight
+        self._charger = ServiceCharger(policy, config)
         self._calls: dict[str, CallState] = {}
         self._seq = 0
         self._waits = WaitLedger(policy)  # every active call not scheduled
@@ -70,7 +99,7 @@ class CallBook:
         """Charge one step: ``scheduled`` maps the calls it ran to (tokens computed,
         whether it was a decode); ``step_s`` its duration; ``waited_s`` the time since
         the previous step ended (what a waiting call waited, in the seconds unit)."""
-        policy, waits, calls = self.policy, self._waits, self._calls
+        waits, calls = self._waits, self._calls
         changed: list[CallState] = []
         for call_id in self._scheduled - scheduled.keys():  # no longer scheduled: waits
             call = calls.get(call_id)
@@ -81,18 +110,7 @@ class CallBook:
                 changed.append(calls[call_id])
         for call_id, (tokens, decoding) in scheduled.items():
             call = calls.get(call_id)
-            if call is None:
-                continue
-            stats = call.stats
-            stats.execution_s += step_s
-            if decoding:
-                stats.decode_tokens += 1
-            else:
-                stats.prefill_tokens += tokens
-                stats.prefill_s += step_s
-            amount = (step_service(tokens, decoding, self._weight) if self._tokens_unit
-                      else step_s)
-            if policy.record_service(call, amount):
+            if call is not None and self._charger.charge(call, tokens, decoding, step_s):
                 changed.append(call)
         changed += waits.tick(1.0 if self._tokens_unit else waited_s, waited_s)
         self._scheduled = {c for c in scheduled if c in calls}

@@ -26,9 +26,10 @@ stages) on a model of the physics that make a GPU engine queue
 * **Step time** from the profile: GEMMs by batch tokens, decode attention by total
   context, prefill attention, LM head, per-step CPU work, swap copies.
 
-Service and waiting are charged as ``AutellixScheduler`` charges them (tokens unit:
-decode tokens + weighted prefill tokens; one unit of waiting per step, through the same
-``WaitLedger``), to the same ``Policy`` and ``ProcessTable`` objects.
+Service and waiting are charged as ``AutellixScheduler`` charges them, by the same
+objects: ``ServiceCharger`` (tokens unit: decode tokens + weighted prefill tokens) and
+the ``WaitLedger`` (one unit of waiting per step), to the same ``Policy`` and
+``ProcessTable`` objects.
 
 Speed: the engine's per-step work is per running call, but between events (an arrival,
 a completion, a demotion, a promotion, a block that cannot be allocated, a prefill)
@@ -47,8 +48,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from autellix_engine.core.calls import CallState
+from autellix_engine.core.charging import ServiceCharger
 from autellix_engine.core.config import PolicyConfig, ServiceUnit
-from autellix_engine.core.decisions import may_evict, plan_evictions, step_service, victim_key
+from autellix_engine.core.decisions import may_evict, plan_evictions, victim_key
 from autellix_engine.core.policies import Policy, create_policy
 from autellix_engine.core.process_table import ProcessTable
 from autellix_engine.core.retention import RetentionTable
@@ -187,6 +189,7 @@ class Simulator:
         self.policy: Policy = create_policy(policy_name, cfg.policy_config)
         self.table = ProcessTable(self.policy.updated_program_service, ttl_s=math.inf)
         self.waits = WaitLedger(self.policy)
+        self.charger = ServiceCharger(self.policy, cfg.policy_config)
         # vLLM keeps one block of its pool as the null block, never handed out.
         self.pool = BlockPool((cfg.num_gpu_blocks or prof.num_gpu_blocks) - 1)
         self.host = HostPool(prof.num_host_blocks if cfg.num_host_blocks is None
@@ -626,11 +629,9 @@ class Simulator:
         c.generated += steps
         c.computed += steps
         c.prog.remaining_tokens -= steps
-        stats = c.state.stats
-        stats.decode_tokens += steps
-        stats.execution_s += self.now - c.base_t
+        seconds = self.now - c.base_t
         c.base_n, c.base_t = self.n, self.now
-        return self.policy.record_service(c.state, float(steps))
+        return self.charger.charge(c.state, 1, True, seconds, steps=steps)
 
     def _stop_decoding(self, c: _Call) -> None:
         self._settle(c)
@@ -684,25 +685,17 @@ class Simulator:
             self.step_log.append({**{d.state.call_id: 1 for d in self.decoding.values()},
                                   **{c.state.call_id: n for c, n in chunks}})
         self._advance(1, dt)
-        weight = self.cfg.policy_config.prefill_token_weight
         changed, finished = [], []
         for c, n in chunks:
-            stats = c.state.stats
-            stats.execution_s += dt
             # As the scheduler counts: one token past the prompt is a decode (a resumed
             # call whose cached prefix covers all but its last token).
             decoding = n == 1 and c.computed >= c.prompt
-            if decoding:
-                stats.decode_tokens += 1
-            else:
-                stats.prefill_tokens += n
-                stats.prefill_s += dt
+            if not decoding:
                 self.stats.prefill_tokens += n
                 if c.generated:
                     self.stats.recomputed_tokens += n
             c.computed += n
-            level_changed = self.policy.record_service(c.state,
-                                                       step_service(n, decoding, weight))
+            level_changed = self.charger.charge(c.state, n, decoding, dt)
             if level_changed:
                 changed.append(c)
             if c.computed >= c.target:  # the last chunk samples a token
