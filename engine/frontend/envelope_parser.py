@@ -20,6 +20,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from openai.types.responses.function_tool import FunctionTool
 from vllm.entrypoints.generate.base.protocol import (
     DeltaFunctionCall,
     DeltaMessage,
@@ -28,7 +29,10 @@ from vllm.entrypoints.generate.base.protocol import (
     FunctionCall,
     ToolCall,
 )
-from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
+from vllm.entrypoints.openai.chat_completion.protocol import (
+    ChatCompletionRequest,
+    ChatCompletionToolsParam,
+)
 from vllm.entrypoints.openai.responses.protocol import ResponsesRequest
 from vllm.renderers.chat_utils import make_tool_call_id
 from vllm.sampling_params import StructuredOutputsParams
@@ -64,12 +68,14 @@ class EnvelopeToolParser(ToolParser):
 
     def adjust_request(self, request: ChatCompletionRequest | ResponsesRequest
                        ) -> ChatCompletionRequest | ResponsesRequest:
-        if not request.tools or request.tool_choice == "none":
-            return request
+        functions = [_as_chat_tool(t) for t in request.tools or ()
+                     if isinstance(t, ChatCompletionToolsParam | FunctionTool)]
+        if not functions or request.tool_choice == "none":
+            return request  # (the Responses API's built-in tools are not for this parser)
         choice = _choice(request.tool_choice)
         if choice == "auto" and _has_output_format(request):
             return request  # the caller's own format: answers follow it, calls cannot
-        tools, allow_text = selected_tools([_as_chat_tool(t) for t in request.tools], choice)
+        tools, allow_text = selected_tools(functions, choice)
         request.structured_outputs = StructuredOutputsParams(json=tool_output_schema(
             tools, allow_text, parallel=request.parallel_tool_calls is not False))
         if isinstance(request, ChatCompletionRequest):
@@ -148,11 +154,10 @@ def _has_output_format(request: ChatCompletionRequest | ResponsesRequest) -> boo
     return fmt is not None and fmt.type != "text"
 
 
-def _as_chat_tool(tool: Any) -> dict:
+def _as_chat_tool(tool: ChatCompletionToolsParam | FunctionTool) -> dict:
     """A Chat Completions or Responses function tool as the envelope's tool dict."""
-    function = getattr(tool, "function", None)
-    if function is not None:
-        return {"type": "function", "function": function.model_dump(exclude_none=True)}
+    if isinstance(tool, ChatCompletionToolsParam):
+        return {"type": "function", "function": tool.function.model_dump(exclude_none=True)}
     return {"type": "function", "function": {"name": tool.name,
                                              "parameters": tool.parameters}}
 

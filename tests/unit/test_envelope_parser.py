@@ -169,3 +169,19 @@ def test_an_output_cut_inside_a_call_ends_as_its_text(parser_cls, tokenizer):
     assert not any(d.tool_calls for d in deltas)
     none = _stream(parser_cls, tokenizer, "plain words", tool_choice="none")
     assert "".join(d.content for d in none) == "plain words"
+
+
+def test_responses_requests_guide_to_their_function_tools_only(parser_cls, tokenizer):
+    """The Responses API's tools: function tools by their top-level fields; a built-in
+    tool (web search) is not the envelope's, and alone leaves the request as it is."""
+    from vllm.entrypoints.openai.responses.protocol import ResponsesRequest
+
+    function = {"type": "function", "name": "get_time", "parameters": TIME["function"][
+        "parameters"]}
+    request = ResponsesRequest(model="tiny", input="hi",
+                               tools=[{"type": "web_search_preview"}, function])
+    adjusted = parser_cls(tokenizer, request.tools).adjust_request(request)
+    assert adjusted.structured_outputs.json == tool_output_schema([TIME], allow_text=True,
+                                                                  parallel=True)
+    builtin = ResponsesRequest(model="tiny", input="hi", tools=[{"type": "web_search_preview"}])
+    assert parser_cls(tokenizer, builtin.tools).adjust_request(builtin).structured_outputs is None
