@@ -13,22 +13,19 @@ from typing import Any
 def _envelope_template(args: argparse.Namespace) -> int:
     """Print the model's chat template wrapped for the tool envelope (what ``autellix
     serve --tool-call-parser autellix_envelope`` uses), for a stock ``vllm serve``."""
+    from transformers import AutoTokenizer
+
+    from autellix_engine.frontend.envelope_parser import wrapped_template
     from autellix_engine.frontend.models import ModelError, resolve_model
-    from autellix_engine.frontend.tool_envelope import chat_template
 
     try:
-        if args.chat_template:
-            with open(args.chat_template) as f:
-                base = f.read()
-        else:
-            from transformers import AutoTokenizer
-
-            base = AutoTokenizer.from_pretrained(resolve_model(args.model).path
-                                                 ).get_chat_template()
+        tokenizer = (None if args.chat_template
+                     else AutoTokenizer.from_pretrained(resolve_model(args.model).path))
+        template = wrapped_template(args.chat_template, tokenizer)
     except (ModelError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)  # noqa: T201
         return 1
-    print(chat_template(base), end="")  # noqa: T201
+    print(template, end="")  # noqa: T201
     return 0
 
 
@@ -175,7 +172,8 @@ def build_parser(add_commands: AddCommands | None = None) -> argparse.ArgumentPa
         "envelope, for a stock vllm serve (--chat-template FILE --tool-parser-plugin "
         "<autellix_engine/frontend/envelope_parser.py> --tool-call-parser autellix_envelope)")
     p.add_argument("--model", default="smollm2", help="smollm2, tiny, a folder or a hub id")
-    p.add_argument("--chat-template", help="wrap this template file instead of the model's")
+    p.add_argument("--chat-template",
+                   help="wrap this template (a file, or its text) instead of the model's")
     p.set_defaults(func=_envelope_template)
 
     p = sub.add_parser("build-ext", help="compile the KV swap extension (csrc/) once; "

@@ -30,6 +30,7 @@ from vllm.entrypoints.generate.base.protocol import (
     ToolCall,
 )
 from vllm.entrypoints.openai.chat_completion.protocol import (
+    ChatCompletionNamedToolChoiceParam,
     ChatCompletionRequest,
     ChatCompletionToolsParam,
 )
@@ -42,6 +43,7 @@ from vllm.tool_parsers.abstract_tool_parser import Tool, ToolParser, ToolParserM
 from autellix_engine.frontend.tool_envelope import (
     ENVELOPE_PARSER,
     ResponseText,
+    chat_template,
     parse_tool_output,
     selected_tools,
     tool_output_schema,
@@ -64,7 +66,6 @@ class EnvelopeToolParser(ToolParser):
     def __init__(self, tokenizer: TokenizerLike, tools: list[Tool] | None = None) -> None:
         super().__init__(tokenizer, tools)
         self._answer = ResponseText()
-        self._output = ""
 
     def adjust_request(self, request: ChatCompletionRequest | ResponsesRequest
                        ) -> ChatCompletionRequest | ResponsesRequest:
@@ -106,13 +107,12 @@ class EnvelopeToolParser(ToolParser):
         complete (guided decoding ends the output there)."""
         if request.tool_choice == "none":
             return DeltaMessage(content=delta_text) if delta_text else None
-        self._output += delta_text
         answer = self._answer.feed(delta_text)
         if answer:
             return DeltaMessage(content=answer)
         if self.prev_tool_call_arr:
             return None  # calls sent; what follows is whitespace
-        _, calls = parse_tool_output(self._output)
+        _, calls = parse_tool_output(self._answer.output)
         if not calls:
             return None
         self.prev_tool_call_arr = [{"name": c["name"], "arguments": c["args"]} for c in calls]
@@ -128,9 +128,9 @@ class EnvelopeToolParser(ToolParser):
     def finish_streaming(self) -> DeltaMessage | None:
         """At the stream's end, what the full response would hold as content but was
         not streamed: an output that is no envelope (cut by ``max_tokens``)."""
-        if self.prev_tool_call_arr or not self._output:
+        if self.prev_tool_call_arr or not self._answer.output:
             return None
-        content, _ = parse_tool_output(self._output)
+        content, _ = parse_tool_output(self._answer.output)
         if not content.startswith(self._answer.sent):
             return None
         rest = content[len(self._answer.sent):]
@@ -138,11 +138,23 @@ class EnvelopeToolParser(ToolParser):
 
 
 def _choice(tool_choice: Any) -> Any:
-    """vLLM's tool choice (a string or a named-choice model) as the envelope's."""
+    """vLLM's tool choice (a string, or a named choice of Chat Completions or of the
+    Responses API) as the envelope's."""
     if tool_choice is None or isinstance(tool_choice, str):
         return tool_choice or "auto"
-    function = getattr(tool_choice, "function", None)
-    return {"name": function.name if function is not None else tool_choice.name}
+    if isinstance(tool_choice, ChatCompletionNamedToolChoiceParam):
+        return {"name": tool_choice.function.name}
+    return {"name": tool_choice.name}
+
+
+def wrapped_template(given: str | None, tokenizer: Any) -> str:
+    """The chat template for this parser: ``given`` (``--chat-template``: a file or the
+    template's text), else the model's own (its tokenizer's), wrapped to describe tools
+    as envelopes (``tool_envelope.chat_template``)."""
+    from vllm.renderers.chat_utils import load_chat_template
+
+    base = load_chat_template(given) if given else tokenizer.get_chat_template()
+    return chat_template(base)
 
 
 def _has_output_format(request: ChatCompletionRequest | ResponsesRequest) -> bool:

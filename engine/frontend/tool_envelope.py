@@ -231,19 +231,19 @@ class ResponseText:
     it is parsed at the end)."""
 
     def __init__(self) -> None:
-        self._output = ""
+        self.output = ""  # all the output fed so far
         self.sent = ""  # answer text handed out so far
         self._closed = False
 
     def feed(self, piece: str) -> str:
         """The answer text that ``piece`` completes ("" when none, or no answer)."""
-        self._output += piece
+        self.output += piece
         if self._closed:
             return ""
-        match = _RESPONSE_PREFIX.match(self._output)
+        match = _RESPONSE_PREFIX.match(self.output)
         if match is None:
             return ""
-        partial = self._output[match.end():]
+        partial = self.output[match.end():]
         end = _closing_quote(partial)
         if end is not None:
             partial, self._closed = partial[:end], True

@@ -41,7 +41,6 @@ from autellix_engine.frontend.engine_client import (
 from autellix_engine.frontend.models import resolve_model
 from autellix_engine.frontend.results import CallResult
 from autellix_engine.frontend.tool_envelope import ENVELOPE_PARSER
-from autellix_engine.frontend.tool_envelope import chat_template as envelope_chat_template
 from autellix_engine.frontend.vllm_args import engine_kwargs, to_cli
 from autellix_engine.server.errors import RequestError
 from autellix_engine.server.metrics import ServerMetrics
@@ -106,7 +105,9 @@ async def build_app(engine: AutellixEngine, settings: ServerSettings | None = No
                                  observe=_observed_calls(served, engine.config.policy,
                                                          server.series))
     if args.tool_call_parser == ENVELOPE_PARSER:
-        args.chat_template = _envelope_template(args.chat_template, client.renderer.tokenizer)
+        from autellix_engine.frontend.envelope_parser import wrapped_template
+
+        args.chat_template = wrapped_template(args.chat_template, client.renderer.tokenizer)
     tasks = await client.get_supported_tasks()
     app = build_vllm_app(args, tasks, client.model_config)
     await init_app_state(client, app.state, args, tasks)
@@ -119,15 +120,6 @@ async def build_app(engine: AutellixEngine, settings: ServerSettings | None = No
     app.state.server = server
     # Around vLLM's app (its middleware stack is built already): outermost.
     return _CallScope(app, server)
-
-
-def _envelope_template(given: str | None, tokenizer: Any) -> str:
-    """The chat template for the envelope parser: ``--chat-template`` (a file or the
-    template's text), else the model's own, wrapped to describe tools as envelopes."""
-    from vllm.renderers.chat_utils import load_chat_template
-
-    base = load_chat_template(given) if given else tokenizer.get_chat_template()
-    return envelope_chat_template(base)
 
 
 class _ObservedCall:
